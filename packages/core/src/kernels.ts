@@ -1,0 +1,206 @@
+/**
+ * Kernel plumbing: an op with a naive tfjs-ops implementation (the oracle and the fallback) and fused kernels
+ * registered per backend with `tf.registerKernel`, gradients alongside. The op reports which implementation ran
+ * and warns once per backend when it falls back.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from './errors.js';
+
+/** Which implementation of a {@link FusedOp} ran. */
+export type Implementation = 'fused' | 'naive';
+
+/**
+ * The record of one call of a {@link FusedOp}.
+ *
+ * @example
+ * ```ts
+ * import type { KernelRun } from '@slmkit/core';
+ * const run: KernelRun = { op: 'SlmkitSelectiveScan', backend: 'wasm', implementation: 'fused' };
+ * ```
+ */
+export interface KernelRun {
+  /** The kernel name the op registers under. */
+  op: string;
+  /** The tfjs backend that was current. */
+  backend: string;
+  /** What ran. */
+  implementation: Implementation;
+}
+
+/**
+ * Options of a {@link FusedOp} call.
+ *
+ * @example
+ * ```ts
+ * import type { FusedOpOptions } from '@slmkit/core';
+ * const oracle: FusedOpOptions = { implementation: 'naive' };
+ * ```
+ */
+export interface FusedOpOptions {
+  /**
+   * `auto` (default): the fused kernel where the current backend has one, else naive with a one-time warning.
+   * `naive`: always the tfjs-ops version. `fused`: the kernel, or a {@link ConfigError} if this backend has none.
+   */
+  implementation?: 'auto' | Implementation;
+}
+
+/**
+ * An op built by {@link defineFusedOp}: call it like a function; it also tells what ran last.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { defineFusedOp } from '@slmkit/core';
+ * const scaleAdd = defineFusedOp<{ a: tf.Tensor; b: tf.Tensor }, { alpha: number }>({
+ *   kernelName: 'DocScaleAdd',
+ *   naive: ({ a, b }, { alpha }) => tf.add(tf.mul(a, alpha), b),
+ * });
+ * const y = scaleAdd({ a: tf.ones([2]), b: tf.ones([2]) }, { alpha: 2 }); // [3, 3]
+ * console.log(scaleAdd.lastRun?.implementation); // "naive" until a kernel is registered for this backend
+ * ```
+ */
+export interface FusedOp<I extends Record<string, tf.Tensor>, A extends object> {
+  (inputs: I, attrs: A, options?: FusedOpOptions): tf.Tensor;
+  /** The kernel name used with `tf.registerKernel`. */
+  readonly kernelName: string;
+  /** The last call's record, or undefined before the first call. */
+  readonly lastRun: KernelRun | undefined;
+  /** Whether a fused kernel is registered for `backend` (default: the current backend). */
+  hasKernel(backend?: string): boolean;
+}
+
+/**
+ * The spec of {@link defineFusedOp}.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { FusedOpSpec } from '@slmkit/core';
+ * const spec: FusedOpSpec<{ x: tf.Tensor }, {}> = { kernelName: 'DocSquare', naive: ({ x }) => tf.square(x) };
+ * ```
+ */
+export interface FusedOpSpec<I extends Record<string, tf.Tensor>, A extends object> {
+  /** A unique kernel name, by convention `Slmkit` + the op name in PascalCase. */
+  kernelName: string;
+  /** The reference implementation in plain tfjs ops: the oracle in tests and the fallback. */
+  naive: (inputs: I, attrs: A) => tf.Tensor;
+}
+
+const warned = new Set<string>();
+
+/**
+ * Defines an op that runs a fused kernel when the current backend has one registered under `kernelName` (see
+ * {@link registerFusedKernel}) and the naive tfjs-ops version otherwise, warning once per (op, backend) when it
+ * falls back. Gradients of the fused path come from the gradient registered with the kernel; the naive path
+ * differentiates through tfjs ops.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { defineFusedOp, registerFusedKernel } from '@slmkit/core';
+ *
+ * const square = defineFusedOp<{ x: tf.Tensor }, {}>({ kernelName: 'DocSquare2', naive: ({ x }) => tf.square(x) });
+ * registerFusedKernel({
+ *   kernelName: 'DocSquare2',
+ *   backendName: 'cpu',
+ *   kernelFunc: ({ inputs, backend }) => {
+ *     const x = inputs.x as tf.Tensor;
+ *     const data = (backend as any).readSync(x.dataId) as Float32Array; // a typed-array loop over the input
+ *     const out = data.map((v) => v * v);
+ *     return (backend as any).makeTensorInfo(x.shape, 'float32', out);
+ *   },
+ *   gradient: { inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.mul(dy as tf.Tensor, tf.mul(x, 2)) }) },
+ * });
+ * ```
+ */
+export function defineFusedOp<I extends Record<string, tf.Tensor>, A extends object>(spec: FusedOpSpec<I, A>): FusedOp<I, A> {
+  let lastRun: KernelRun | undefined;
+  const hasKernel = (backend: string = tf.getBackend()): boolean => tf.getKernel(spec.kernelName, backend) != null;
+  const op = (inputs: I, attrs: A, options: FusedOpOptions = {}): tf.Tensor => {
+    const mode = options.implementation ?? 'auto';
+    const backend = tf.getBackend();
+    let implementation: Implementation;
+    if (mode === 'naive') {
+      implementation = 'naive';
+    } else if (hasKernel(backend)) {
+      implementation = 'fused';
+    } else if (mode === 'fused') {
+      throw new ConfigError(`${spec.kernelName}: no fused kernel registered for backend "${backend}"`, {
+        field: 'implementation',
+        expected: 'a backend with a fused kernel',
+        found: backend,
+      });
+    } else {
+      implementation = 'naive';
+      const key = `${spec.kernelName}/${backend}`;
+      if (!warned.has(key)) {
+        warned.add(key);
+        console.warn(`slmkit: ${spec.kernelName} has no fused kernel on "${backend}"; using the naive tfjs-ops version`);
+      }
+    }
+    lastRun = { op: spec.kernelName, backend, implementation };
+    if (implementation === 'naive') return spec.naive(inputs, attrs);
+    return tf.engine().runKernel(
+      spec.kernelName,
+      inputs as unknown as tf.NamedTensorMap,
+      attrs as unknown as tf.NamedAttrMap,
+    ) as tf.Tensor;
+  };
+  Object.defineProperty(op, 'kernelName', { value: spec.kernelName });
+  Object.defineProperty(op, 'lastRun', { get: () => lastRun });
+  Object.defineProperty(op, 'hasKernel', { value: hasKernel });
+  return op as FusedOp<I, A>;
+}
+
+/**
+ * A fused kernel for one backend, with an optional gradient (registered once per kernel name, shared by all
+ * backends).
+ *
+ * @example
+ * ```ts
+ * import type { FusedKernelSpec } from '@slmkit/core';
+ * const spec: FusedKernelSpec = {
+ *   kernelName: 'DocIdentity',
+ *   backendName: 'cpu',
+ *   kernelFunc: ({ inputs }) => inputs.x,
+ * };
+ * ```
+ */
+export interface FusedKernelSpec {
+  /** The op's kernel name, as given to {@link defineFusedOp}. */
+  kernelName: string;
+  /** The tfjs backend this kernel runs on (`cpu`, `wasm`, `webgpu`). */
+  backendName: string;
+  /** The kernel itself, in tfjs's `KernelFunc` form. */
+  kernelFunc: tf.KernelFunc;
+  /** The gradient, in tfjs's `GradConfig` form minus `kernelName`. */
+  gradient?: Omit<tf.GradConfig, 'kernelName'>;
+}
+
+/**
+ * Registers a fused kernel for one backend (and its gradient, if given and not yet registered). Registering the
+ * same kernel twice for a backend replaces the first.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { registerFusedKernel } from '@slmkit/core';
+ * registerFusedKernel({
+ *   kernelName: 'DocNegate',
+ *   backendName: 'cpu',
+ *   kernelFunc: ({ inputs }) => tf.neg(inputs.x as tf.Tensor),
+ *   gradient: { gradFunc: (dy) => ({ x: () => tf.neg(dy as tf.Tensor) }) },
+ * });
+ * ```
+ */
+export function registerFusedKernel(spec: FusedKernelSpec): void {
+  if (tf.getKernel(spec.kernelName, spec.backendName) != null) {
+    tf.unregisterKernel(spec.kernelName, spec.backendName);
+  }
+  tf.registerKernel({ kernelName: spec.kernelName, backendName: spec.backendName, kernelFunc: spec.kernelFunc });
+  if (spec.gradient != null && tf.getGradient(spec.kernelName) == null) {
+    tf.registerGradient({ kernelName: spec.kernelName, ...spec.gradient });
+  }
+}
