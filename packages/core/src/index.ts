@@ -4,6 +4,9 @@
  *
  * @packageDocumentation
  */
+// tfjs-core ships the gradients of its ops separately; training anything needs them.
+import '#register-gradients';
+
 export * from './errors.js';
 export * from './backend.js';
 export * from './module.js';

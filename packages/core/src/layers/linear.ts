@@ -1,0 +1,175 @@
+/**
+ * `Linear`: the affine map every projection in a transformer or SSM block is made of, with Hugging Face's weight
+ * layout, and `Projection`, the interface blocks accept so LoRA or quantised linears can replace it.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '../errors.js';
+import { Module } from '../module.js';
+
+/**
+ * What a block needs from one of its projections: a {@link Module} (so its parameters load, count and freeze
+ * with the block's) with a `forward` mapping `[..., in]` to `[..., out]`. {@link Linear} is one; a LoRA or a
+ * quantised linear is another. `inFeatures` / `outFeatures`, where present, let blocks check that their
+ * projections fit together when they are built rather than at the first forward.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { Linear, type Projection } from '@slmkit/core';
+ * const p: Projection = new Linear(4, 8, { bias: false });
+ * const y = p.forward(tf.ones([2, 4])); // [2, 8]
+ * console.log(y.shape, p.outFeatures); // [2, 8] 8
+ * y.dispose();
+ * p.dispose();
+ * ```
+ */
+export type Projection = Module & {
+  /** Maps `[..., inFeatures]` to `[..., outFeatures]`; the caller owns the result. */
+  forward(x: tf.Tensor): tf.Tensor;
+  /** Input width, where known. */
+  readonly inFeatures?: number;
+  /** Output width, where known. */
+  readonly outFeatures?: number;
+};
+
+/**
+ * Options of {@link Linear}.
+ *
+ * @example
+ * ```ts
+ * import type { LinearOptions } from '@slmkit/core';
+ * const qProj: LinearOptions = { bias: true, seed: 42 };
+ * ```
+ */
+export interface LinearOptions {
+  /** Whether the layer has an additive bias `b` (default `true`, like `torch.nn.Linear`). */
+  bias?: boolean;
+  /**
+   * Seed of the initial values. With a seed, two layers of the same shape start identical on every backend
+   * (the draw is made in JavaScript, not on the device); without one, `Math.random` is used. The bias draws
+   * from `seed + 1` so that it is not a copy of the weight's first row.
+   */
+  seed?: number;
+}
+
+/**
+ * An affine map, `y = x Wᵀ + b`, with `W` of shape `[outFeatures, inFeatures]` (PyTorch's and Hugging Face's
+ * layout, so checkpoint tensors load without a transpose) and `b` of shape `[outFeatures]`. Parameters are named
+ * `weight` and `bias`, as in a Hugging Face `state_dict`.
+ *
+ * Inputs of any rank ≥ 1 are accepted: every dimension but the last is a batch dimension.
+ *
+ * Initialisation follows `torch.nn.Linear`: `W` and `b` uniform in `±1/√inFeatures` (PyTorch's
+ * `kaiming_uniform_(a=√5)` reduces to that bound). Pretrained weights replace it through
+ * {@link Module.loadWeights}.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { Linear } from '@slmkit/core';
+ * const proj = new Linear(16, 32, { bias: false, seed: 0 });
+ * const x = tf.randomNormal([2, 5, 16]);
+ * const y = proj.forward(x); // [2, 5, 32]
+ * console.log(y.shape, proj.namedParameters().map(([n]) => n)); // [2, 5, 32] ["weight"]
+ * tf.dispose([x, y]);
+ * proj.dispose();
+ * ```
+ */
+export class Linear extends Module {
+  /** Width of the input's last dimension. */
+  readonly inFeatures: number;
+  /** Width of the output's last dimension. */
+  readonly outFeatures: number;
+  /** `W`, shape `[outFeatures, inFeatures]`. */
+  readonly weight: tf.Variable;
+  /** `b`, shape `[outFeatures]`; `undefined` when built with `bias: false`. */
+  readonly bias: tf.Variable | undefined;
+
+  /**
+   * @param inFeatures - width of the input's last dimension (a positive integer).
+   * @param outFeatures - width of the output's last dimension (a positive integer).
+   * @param options - bias and initialisation seed; see {@link LinearOptions}.
+   * @throws {@link ConfigError} when a width is not a positive integer or an option has the wrong type.
+   */
+  constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
+    super();
+    checkPositiveInt('Linear', 'inFeatures', inFeatures);
+    checkPositiveInt('Linear', 'outFeatures', outFeatures);
+    const bias = options.bias ?? true;
+    if (typeof bias !== 'boolean') {
+      throw new ConfigError(`Linear: bias must be a boolean, found ${String(bias)}`, {
+        field: 'bias',
+        expected: 'boolean',
+        found: bias,
+      });
+    }
+    const seed = options.seed;
+    if (seed != null && !Number.isFinite(seed)) {
+      throw new ConfigError(`Linear: seed must be a finite number, found ${String(seed)}`, {
+        field: 'seed',
+        expected: 'a finite number',
+        found: seed,
+      });
+    }
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter(
+      'weight',
+      tf.randomUniform([outFeatures, inFeatures], -bound, bound, 'float32', seed),
+    );
+    this.bias = bias
+      ? this.registerParameter('bias', tf.randomUniform([outFeatures], -bound, bound, 'float32', seed == null ? undefined : seed + 1))
+      : undefined;
+  }
+
+  /**
+   * Applies `x Wᵀ + b` over the last dimension.
+   *
+   * @param x - float32 tensor `[..., inFeatures]`.
+   * @returns `[..., outFeatures]`; the caller owns it.
+   * @throws {@link ShapeError} when `x` is a scalar, not float32, or its last dimension is not `inFeatures`.
+   */
+  forward(x: tf.Tensor): tf.Tensor {
+    checkLastDim('Linear', x, this.inFeatures, 'inFeatures');
+    return tf.tidy(() => {
+      const lead = x.shape.slice(0, -1);
+      const rows = lead.reduce((a, b) => a * b, 1);
+      const x2d = tf.reshape(x, [rows, this.inFeatures]); // [N, in]
+      let y = tf.matMul(x2d, this.weight, false, true); // [N, out]
+      if (this.bias != null) y = tf.add(y, this.bias);
+      return tf.reshape(y, [...lead, this.outFeatures]); // [..., out]
+    });
+  }
+}
+
+/** Throws a ConfigError unless `value` is a positive integer. */
+function checkPositiveInt(layer: string, field: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new ConfigError(`${layer}: ${field} must be a positive integer, found ${String(value)}`, {
+      field,
+      expected: 'a positive integer',
+      found: value,
+    });
+  }
+}
+
+/** Throws a ShapeError unless `x` is a float32 tensor of rank ≥ 1 whose last dimension is `expected`. */
+function checkLastDim(layer: string, x: tf.Tensor, expected: number, option: string): void {
+  if (x.rank < 1 || x.shape[x.rank - 1] !== expected) {
+    const found = x.rank < 1 ? 'a scalar' : String(x.shape[x.rank - 1]);
+    throw new ShapeError(
+      `${layer}: input's last dimension must be ${option} = ${expected}, found ${found} (input shape [${x.shape.join(', ')}])`,
+      { field: 'x', expected, found: x.shape.slice() },
+    );
+  }
+  if (x.dtype !== 'float32') {
+    throw new ShapeError(`${layer}: input must be float32, found ${x.dtype}`, {
+      field: 'x',
+      expected: 'float32',
+      found: x.dtype,
+    });
+  }
+}

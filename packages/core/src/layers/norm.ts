@@ -1,0 +1,245 @@
+/**
+ * Normalisation layers: `RMSNorm` (Llama, Mistral, Qwen, Gemma, Mamba, Falcon-Mamba's weightless variant) and
+ * `LayerNorm` (Phi, StableLM).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '../errors.js';
+import { Module } from '../module.js';
+
+/**
+ * Options of {@link RMSNorm}.
+ *
+ * @example
+ * ```ts
+ * import type { RMSNormOptions } from '@slmkit/core';
+ * const llama: RMSNormOptions = { eps: 1e-6 };
+ * const gemma: RMSNormOptions = { eps: 1e-6, unitOffset: true };
+ * const falconMambaDtBC: RMSNormOptions = { eps: 1e-6, elementwiseAffine: false };
+ * ```
+ */
+export interface RMSNormOptions {
+  /** Added to the mean square before the square root (the config's `rms_norm_eps`); must be > 0. */
+  eps: number;
+  /**
+   * Gemma's parametrisation: scale by `1 + w` instead of `w`, with `w` initialised to zeros (default `false`).
+   * A Gemma checkpoint stores `w`, not `1 + w`.
+   */
+  unitOffset?: boolean;
+  /** Whether there is a learned scale `w` at all (default `true`). `false`: Falcon-Mamba's dt/B/C norms. */
+  elementwiseAffine?: boolean;
+}
+
+/**
+ * Root-mean-square normalisation over the last dimension (Zhang & Sennrich 2019, "Root Mean Square Layer
+ * Normalization"):
+ *
+ * `y = x / √(mean(x², -1) + ε) ⊙ w`
+ *
+ * with `w` replaced by `1 + w` when `unitOffset` (Gemma) and dropped when `elementwiseAffine` is false
+ * (Falcon-Mamba). Computed in float32 (inputs must be float32), matching Hugging Face, which upcasts before
+ * normalising. The scale is the
+ * parameter `weight`, shape `[dim]`, initialised to ones (zeros with `unitOffset`, so both start as the identity
+ * scale).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { RMSNorm } from '@slmkit/core';
+ * const norm = new RMSNorm(8, { eps: 1e-6 });
+ * const x = tf.randomNormal([2, 3, 8]);
+ * const y = norm.forward(x); // [2, 3, 8], each row of unit root mean square
+ * tf.dispose([x, y]);
+ * norm.dispose();
+ * ```
+ */
+export class RMSNorm extends Module {
+  /** Width of the normalised (last) dimension. */
+  readonly dim: number;
+  /** ε. */
+  readonly eps: number;
+  /** Whether the scale is `1 + w` (Gemma). */
+  readonly unitOffset: boolean;
+  /** The scale `w`, shape `[dim]`; `undefined` when built with `elementwiseAffine: false`. */
+  readonly weight: tf.Variable | undefined;
+
+  /**
+   * @param dim - width of the normalised dimension (a positive integer).
+   * @param options - ε and the variant; see {@link RMSNormOptions}.
+   * @throws {@link ConfigError} when `dim` is not a positive integer, `eps` is not a finite number > 0, or a flag
+   *   is not a boolean.
+   */
+  constructor(dim: number, options: RMSNormOptions) {
+    super();
+    checkPositiveInt('RMSNorm', 'dim', dim);
+    checkEps('RMSNorm', options?.eps);
+    const unitOffset = checkFlag('RMSNorm', 'unitOffset', options.unitOffset, false);
+    const affine = checkFlag('RMSNorm', 'elementwiseAffine', options.elementwiseAffine, true);
+    if (unitOffset && !affine) {
+      throw new ConfigError('RMSNorm: unitOffset needs a weight, but elementwiseAffine is false', {
+        field: 'unitOffset',
+        expected: 'false when elementwiseAffine is false',
+        found: true,
+      });
+    }
+    this.dim = dim;
+    this.eps = options.eps;
+    this.unitOffset = unitOffset;
+    this.weight = affine ? this.registerParameter('weight', unitOffset ? tf.zeros([dim]) : tf.ones([dim])) : undefined;
+  }
+
+  /**
+   * Normalises over the last dimension.
+   *
+   * @param x - float32 `[..., dim]`.
+   * @returns float32 `[..., dim]`; the caller owns it.
+   * @throws {@link ShapeError} when `x` is not float32 or its last dimension is not `dim`.
+   */
+  forward(x: tf.Tensor): tf.Tensor {
+    checkLastDim('RMSNorm', x, this.dim);
+    return tf.tidy(() => {
+      const meanSquare = tf.mean(tf.square(x), -1, true); // [..., 1]
+      const y = tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps)));
+      if (this.weight == null) return y;
+      return tf.mul(y, this.unitOffset ? tf.add(this.weight, 1) : this.weight);
+    });
+  }
+}
+
+/**
+ * Options of {@link LayerNorm}.
+ *
+ * @example
+ * ```ts
+ * import type { LayerNormOptions } from '@slmkit/core';
+ * const stablelm: LayerNormOptions = { eps: 1e-5 };
+ * const nonParametric: LayerNormOptions = { eps: 1e-5, elementwiseAffine: false };
+ * ```
+ */
+export interface LayerNormOptions {
+  /** Added to the variance before the square root (the config's `layer_norm_eps`); must be > 0. */
+  eps: number;
+  /** Whether there is a learned shift `b` (default `true`, like `torch.nn.LayerNorm`). */
+  bias?: boolean;
+  /** Whether there are learned `w` and `b` at all (default `true`). `false` implies no bias either. */
+  elementwiseAffine?: boolean;
+}
+
+/**
+ * Layer normalisation over the last dimension (Ba, Kiros & Hinton 2016, "Layer Normalization"):
+ *
+ * `y = (x − mean(x)) / √(var(x) + ε) ⊙ w + b`
+ *
+ * with the biased variance `mean((x − mean(x))²)`, as `torch.nn.LayerNorm` computes it. Computed in float32.
+ * Parameters `weight` (ones) and `bias` (zeros), shape `[dim]`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { LayerNorm } from '@slmkit/core';
+ * const ln = new LayerNorm(8, { eps: 1e-5 });
+ * const x = tf.randomNormal([4, 8]);
+ * const y = ln.forward(x); // [4, 8], each row of mean 0 and variance ~1
+ * console.log(ln.namedParameters().map(([n]) => n)); // ["weight", "bias"]
+ * tf.dispose([x, y]);
+ * ln.dispose();
+ * ```
+ */
+export class LayerNorm extends Module {
+  /** Width of the normalised (last) dimension. */
+  readonly dim: number;
+  /** ε. */
+  readonly eps: number;
+  /** The scale `w`, shape `[dim]`; `undefined` without `elementwiseAffine`. */
+  readonly weight: tf.Variable | undefined;
+  /** The shift `b`, shape `[dim]`; `undefined` without `bias` or `elementwiseAffine`. */
+  readonly bias: tf.Variable | undefined;
+
+  /**
+   * @param dim - width of the normalised dimension (a positive integer).
+   * @param options - ε, bias and affine; see {@link LayerNormOptions}.
+   * @throws {@link ConfigError} when `dim` is not a positive integer, `eps` is not a finite number > 0, or a flag
+   *   is not a boolean.
+   */
+  constructor(dim: number, options: LayerNormOptions) {
+    super();
+    checkPositiveInt('LayerNorm', 'dim', dim);
+    checkEps('LayerNorm', options?.eps);
+    const affine = checkFlag('LayerNorm', 'elementwiseAffine', options.elementwiseAffine, true);
+    const bias = checkFlag('LayerNorm', 'bias', options.bias, true);
+    this.dim = dim;
+    this.eps = options.eps;
+    this.weight = affine ? this.registerParameter('weight', tf.ones([dim])) : undefined;
+    this.bias = affine && bias ? this.registerParameter('bias', tf.zeros([dim])) : undefined;
+  }
+
+  /**
+   * Normalises over the last dimension.
+   *
+   * @param x - float32 `[..., dim]`.
+   * @returns float32 `[..., dim]`; the caller owns it.
+   * @throws {@link ShapeError} when `x` is not float32 or its last dimension is not `dim`.
+   */
+  forward(x: tf.Tensor): tf.Tensor {
+    checkLastDim('LayerNorm', x, this.dim);
+    return tf.tidy(() => {
+      const centred = tf.sub(x, tf.mean(x, -1, true)); // mean: [..., 1]
+      // Variance from the centred values (two passes), not E[x²] − E[x]², which cancels badly in float32.
+      const variance = tf.mean(tf.square(centred), -1, true); // [..., 1]
+      let y = tf.mul(centred, tf.rsqrt(tf.add(variance, this.eps)));
+      if (this.weight != null) y = tf.mul(y, this.weight);
+      if (this.bias != null) y = tf.add(y, this.bias);
+      return y;
+    });
+  }
+}
+
+function checkPositiveInt(layer: string, field: string, value: unknown): void {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    throw new ConfigError(`${layer}: ${field} must be a positive integer, found ${String(value)}`, {
+      field,
+      expected: 'a positive integer',
+      found: value,
+    });
+  }
+}
+
+function checkEps(layer: string, eps: unknown): void {
+  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) {
+    throw new ConfigError(`${layer}: eps must be a finite number > 0, found ${String(eps)}`, {
+      field: 'eps',
+      expected: 'a finite number > 0',
+      found: eps,
+    });
+  }
+}
+
+function checkFlag(layer: string, field: string, value: unknown, fallback: boolean): boolean {
+  if (value == null) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new ConfigError(`${layer}: ${field} must be a boolean, found ${String(value)}`, {
+      field,
+      expected: 'boolean',
+      found: value,
+    });
+  }
+  return value;
+}
+
+function checkLastDim(layer: string, x: tf.Tensor, dim: number): void {
+  if (x.rank < 1 || x.shape[x.rank - 1] !== dim) {
+    const found = x.rank < 1 ? 'a scalar' : String(x.shape[x.rank - 1]);
+    throw new ShapeError(
+      `${layer}: input's last dimension must be dim = ${dim}, found ${found} (input shape [${x.shape.join(', ')}])`,
+      { field: 'x', expected: dim, found: x.shape.slice() },
+    );
+  }
+  if (x.dtype !== 'float32') {
+    throw new ShapeError(`${layer}: input must be float32, found ${x.dtype}`, {
+      field: 'x',
+      expected: 'float32',
+      found: x.dtype,
+    });
+  }
+}

@@ -1,0 +1,161 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CheckpointError, ConfigError, Module } from '../src/index.js';
+
+class Affine extends Module {
+  readonly weight: tf.Variable;
+  readonly bias: tf.Variable;
+  constructor(n: number, m: number) {
+    super();
+    this.weight = this.registerParameter('weight', tf.zeros([m, n]));
+    this.bias = this.registerParameter('bias', tf.zeros([m]));
+  }
+}
+
+class Block extends Module {
+  readonly q_proj = this.registerModule('q_proj', new Affine(4, 6));
+  readonly norm: tf.Variable = this.registerParameter('norm', tf.ones([4]), { trainable: false });
+}
+
+class Model extends Module {
+  readonly layers: Block[] = [];
+  constructor(n: number) {
+    super();
+    for (let i = 0; i < n; i++) this.layers.push(this.registerModule(`layer_${i}`, new Block()));
+  }
+}
+
+/** Two hybrid layers that use one shared block, as Zamba does. */
+class Shared extends Module {
+  readonly shared = new Block();
+  constructor() {
+    super();
+    this.registerModule('a', this.shared);
+    this.registerModule('b', this.shared);
+  }
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+function weightsOf(m: Module, fill: (name: string) => number): Record<string, tf.Tensor> {
+  return Object.fromEntries(m.namedParameters().map(([n, v]) => [n, tf.fill(v.shape, fill(n))]));
+}
+
+describe('Module', () => {
+  it('names parameters with dotted paths, own parameters first, then children in registration order', () => {
+    const m = new Model(2);
+    expect(m.namedParameters().map(([n]) => n)).toEqual([
+      'layer_0.norm', // own parameters come before children's, as in PyTorch
+      'layer_0.q_proj.weight',
+      'layer_0.q_proj.bias',
+      'layer_1.norm',
+      'layer_1.q_proj.weight',
+      'layer_1.q_proj.bias',
+    ]);
+    expect(m.namedModules().map(([n]) => n)).toEqual(['', 'layer_0', 'layer_0.q_proj', 'layer_1', 'layer_1.q_proj']);
+    expect(Object.keys(m.stateDict())).toHaveLength(6);
+    m.dispose();
+  });
+
+  it('counts parameters, total and trainable, and freezes / unfreezes', () => {
+    const m = new Model(2);
+    // per block: 6*4 + 6 trainable, 4 frozen
+    expect(m.parameterCount()).toEqual({ total: 2 * 34, trainable: 2 * 30 });
+    m.freeze();
+    expect(m.parameterCount().trainable).toBe(0);
+    expect(m.trainableParameters()).toHaveLength(0);
+    m.unfreeze();
+    expect(m.parameterCount().trainable).toBe(68);
+    m.dispose();
+  });
+
+  it('rejects bad and duplicate names', () => {
+    class Bad extends Module {
+      constructor(name: string) {
+        super();
+        this.registerParameter(name, tf.zeros([1]));
+        this.registerParameter('w', tf.zeros([1]));
+      }
+    }
+    expect(() => new Bad('a.b')).toThrow(ConfigError);
+    expect(() => new Bad('w')).toThrow(/already registered/);
+  });
+
+  it('loads weights by name and reports what it loaded', async () => {
+    const m = new Model(1);
+    const src = weightsOf(m, (n) => n.length);
+    const report = await m.loadWeights(src);
+    expect(report.loaded).toHaveLength(3);
+    expect(report.missing).toEqual([]);
+    expect(report.unexpected).toEqual([]);
+    expect(await m.layers[0].q_proj.bias.data()).toEqual(new Float32Array(6).fill('layer_0.q_proj.bias'.length));
+    Object.values(src).forEach((t) => t.dispose());
+    m.dispose();
+  });
+
+  it('lists every missing, unexpected and mis-shaped tensor in one CheckpointError and changes nothing', async () => {
+    const m = new Model(2);
+    const src: Record<string, tf.Tensor> = {
+      'layer_0.q_proj.weight': tf.ones([6, 4]),
+      'layer_0.q_proj.bias': tf.ones([5]), // wrong shape
+      'layer_0.norm': tf.ones([4]),
+      'layer_1.q_proj.weight': tf.ones([6, 4]),
+      'layer_1.q_proj.bias': tf.ones([6]),
+      // layer_1.norm missing
+      'lm_head.weight': tf.ones([2, 2]), // unexpected
+    };
+    const err = (await m.loadWeights(src).catch((e: unknown) => e)) as CheckpointError;
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(err.problems.map((p) => [p.kind, p.name])).toEqual([
+      ['missing', 'layer_1.norm'],
+      ['unexpected', 'lm_head.weight'],
+      ['shape', 'layer_0.q_proj.bias'],
+    ]);
+    expect(err.message).toMatch(/1 missing, 1 unexpected, 1 shape/);
+    expect(err.message).toMatch(/expected shape \[6\], found \[5\]/);
+    // nothing was assigned
+    expect(tf.sum(m.layers[0].q_proj.weight).dataSync()[0]).toBe(0);
+    // non-strict: missing and unexpected are reported, not fatal; the wrong shape still is
+    const partial = { ...src, 'layer_0.q_proj.bias': tf.ones([6]) };
+    const report = await m.loadWeights(partial, { strict: false });
+    expect(report.missing).toEqual(['layer_1.norm']);
+    expect(report.unexpected).toEqual(['lm_head.weight']);
+    expect(tf.sum(m.layers[0].q_proj.weight).dataSync()[0]).toBe(24);
+    Object.values(src).forEach((t) => t.dispose());
+    partial['layer_0.q_proj.bias'].dispose();
+    m.dispose();
+  });
+
+  it('holds a shared child once, loadable under any of its names', async () => {
+    const m = new Shared();
+    expect(m.namedParameters().map(([n]) => n)).toEqual(['a.norm', 'a.q_proj.weight', 'a.q_proj.bias']);
+    expect(m.parameterCount().total).toBe(34);
+    // stored under the last user's name, as Zamba's checkpoints do
+    const src = {
+      'b.q_proj.weight': tf.fill([6, 4], 2),
+      'b.q_proj.bias': tf.fill([6], 3),
+      'b.norm': tf.fill([4], 4),
+    };
+    const report = await m.loadWeights(src);
+    expect(report.loaded).toHaveLength(3);
+    expect(tf.sum(m.shared.q_proj.bias).dataSync()[0]).toBe(18);
+    Object.values(src).forEach((t) => t.dispose());
+    m.dispose();
+  });
+
+  it('casts float tensors of another dtype and disposes everything it read', async () => {
+    const m = new Model(1);
+    const src = weightsOf(m, () => 1);
+    const before = tf.memory().numTensors;
+    await m.loadWeights(src);
+    expect(tf.memory().numTensors).toBe(before);
+    Object.values(src).forEach((t) => t.dispose());
+    const numBefore = tf.memory().numTensors;
+    m.dispose();
+    expect(tf.memory().numTensors).toBe(numBefore - 3);
+    m.dispose(); // twice is safe
+  });
+});
