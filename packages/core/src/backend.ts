@@ -6,10 +6,27 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError } from './errors.js';
 
-/** The backends slmkit knows how to start. */
+/**
+ * The backends slmkit knows how to start.
+ *
+ * @example
+ * ```ts
+ * import { initBackend, type BackendName } from '@slmkit/core';
+ * const wanted: BackendName = 'wasm';
+ * await initBackend(wanted);
+ * ```
+ */
 export type BackendName = 'webgpu' | 'wasm' | 'cpu' | 'cuda';
 
-/** Every {@link BackendName}, in order of preference for a browser. */
+/**
+ * Every {@link BackendName}, in order of preference for a browser.
+ *
+ * @example
+ * ```ts
+ * import { BACKEND_NAMES } from '@slmkit/core';
+ * console.log(BACKEND_NAMES.join(', ')); // "webgpu, wasm, cpu, cuda"
+ * ```
+ */
 export const BACKEND_NAMES: readonly BackendName[] = ['webgpu', 'wasm', 'cpu', 'cuda'];
 
 /**

@@ -90,7 +90,17 @@ export class ShapeError extends SlmkitError {}
  */
 export class BackendError extends SlmkitError {}
 
-/** One thing wrong with a checkpoint: its kind, the tensor or field it concerns, and a sentence. */
+/**
+ * One thing wrong with a checkpoint: its kind, the tensor or field it concerns, and a sentence.
+ *
+ * @example
+ * ```ts
+ * import { CheckpointError } from '@slmkit/core';
+ * function describe(e: CheckpointError): string[] {
+ *   return e.problems.filter((p) => p.kind === 'shape').map((p) => p.message);
+ * }
+ * ```
+ */
 export interface CheckpointProblem {
   /** What kind of problem this is. */
   kind: 'missing' | 'unexpected' | 'shape' | 'dtype' | 'format';

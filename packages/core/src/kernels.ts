@@ -8,7 +8,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from './errors.js';
 
-/** Which implementation of a {@link FusedOp} ran. */
+/**
+ * Which implementation of a {@link FusedOp} ran: the backend's fused kernel, or the naive tfjs-ops version.
+ *
+ * @example
+ * ```ts
+ * import type { Implementation } from '@slmkit/core';
+ * const ran: Implementation = 'fused';
+ * ```
+ */
 export type Implementation = 'fused' | 'naive';
 
 /**
@@ -160,11 +168,12 @@ export function defineFusedOp<I extends Record<string, tf.Tensor>, A extends obj
  *
  * @example
  * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
  * import type { FusedKernelSpec } from '@slmkit/core';
  * const spec: FusedKernelSpec = {
  *   kernelName: 'DocIdentity',
  *   backendName: 'cpu',
- *   kernelFunc: ({ inputs }) => inputs.x,
+ *   kernelFunc: ({ inputs }) => inputs.x as tf.TensorInfo,
  * };
  * ```
  */

@@ -32,7 +32,16 @@ export interface WeightSource {
   read(name: string): Promise<tf.Tensor>;
 }
 
-/** What {@link Module.loadWeights} accepts: a {@link WeightSource}, or tensors by name. */
+/**
+ * What {@link Module.loadWeights} accepts: a {@link WeightSource}, or tensors by name.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { WeightInput } from '@slmkit/core';
+ * const weights: WeightInput = { weight: tf.zeros([4, 2]), bias: tf.zeros([4]) };
+ * ```
+ */
 export type WeightInput = WeightSource | Record<string, tf.Tensor> | Map<string, tf.Tensor>;
 
 /**

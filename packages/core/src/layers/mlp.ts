@@ -1,0 +1,274 @@
+/**
+ * Feed-forward blocks: the gated MLP of Llama-style models (SwiGLU, GeGLU) and the plain two-layer MLP of Phi.
+ * Both take their projections as constructor arguments, so LoRA or quantised linears can replace {@link Linear}.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError } from '../errors.js';
+import { Module } from '../module.js';
+import { activation as activationFn, type Activation, type ActivationFn } from './activations.js';
+import { Linear, type Projection } from './linear.js';
+
+/**
+ * The parts of a {@link GatedMLP}.
+ *
+ * @example
+ * ```ts
+ * import { Linear, type GatedMLPParts } from '@slmkit/core';
+ * const parts: GatedMLPParts = {
+ *   gateProj: new Linear(8, 32, { bias: false }),
+ *   upProj: new Linear(8, 32, { bias: false }),
+ *   downProj: new Linear(32, 8, { bias: false }),
+ *   activation: 'silu',
+ * };
+ * ```
+ */
+export interface GatedMLPParts {
+  /** `hidden → intermediate`, fed through the activation; registered as `gate_proj`. */
+  gateProj: Projection;
+  /** `hidden → intermediate`, the linear branch; registered as `up_proj`. */
+  upProj: Projection;
+  /** `intermediate → hidden`; registered as `down_proj`. */
+  downProj: Projection;
+  /** The activation of the gate: a name (default `'silu'`, giving SwiGLU) or a function. */
+  activation?: Activation | ActivationFn;
+}
+
+/**
+ * Options of {@link GatedMLP.create} and {@link MLP.create}.
+ *
+ * @example
+ * ```ts
+ * import type { MLPOptions } from '@slmkit/core';
+ * const gemma: MLPOptions = { activation: 'gelu_tanh', bias: false };
+ * ```
+ */
+export interface MLPOptions {
+  /** The activation (for {@link GatedMLP.create} default `'silu'`; required by {@link MLP.create}). */
+  activation?: Activation;
+  /** Whether every projection has a bias (default `false` for {@link GatedMLP.create}, `true` for {@link MLP.create}). */
+  bias?: boolean;
+  /** Seed of the projections' initial values; see `LinearOptions.seed`. */
+  seed?: number;
+}
+
+/**
+ * The gated feed-forward block of GLU variants (Shazeer 2020, "GLU Variants Improve Transformer"):
+ *
+ * `y = down(act(gate(x)) ⊙ up(x))`
+ *
+ * SwiGLU with `act = silu` (Llama, Mistral, Qwen), GeGLU with `gelu` or `gelu_tanh` (Gemma). The projections are
+ * registered under Hugging Face's names `gate_proj`, `up_proj` and `down_proj`, so `gate_proj.weight` and so on
+ * load from a checkpoint as they are named there.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { GatedMLP, Linear } from '@slmkit/core';
+ * // Build from parts (any Projection may stand in for a Linear) ...
+ * const mlp = new GatedMLP({
+ *   gateProj: new Linear(8, 32, { bias: false }),
+ *   upProj: new Linear(8, 32, { bias: false }),
+ *   downProj: new Linear(32, 8, { bias: false }),
+ *   activation: 'silu',
+ * });
+ * // ... or let create() build the Linears.
+ * const geglu = GatedMLP.create(8, 32, { activation: 'gelu_tanh' });
+ * const x = tf.randomNormal([2, 3, 8]);
+ * const y = mlp.forward(x); // [2, 3, 8]
+ * console.log(y.shape, mlp.namedParameters().map(([n]) => n)); // ["gate_proj.weight", "up_proj.weight", "down_proj.weight"]
+ * tf.dispose([x, y]);
+ * mlp.dispose();
+ * geglu.dispose();
+ * ```
+ */
+export class GatedMLP extends Module {
+  /** `hidden → intermediate`, through the activation. */
+  readonly gateProj: Projection;
+  /** `hidden → intermediate`, the linear branch. */
+  readonly upProj: Projection;
+  /** `intermediate → hidden`. */
+  readonly downProj: Projection;
+  /** The activation's name, or `undefined` when a function was given. */
+  readonly activationName: Activation | undefined;
+  private readonly act: ActivationFn;
+
+  /**
+   * @param parts - the three projections and the activation; see {@link GatedMLPParts}.
+   * @throws {@link ConfigError} when a projection is not a Module with `forward`, the activation is unknown, or
+   *   the projections' known widths do not fit together.
+   */
+  constructor(parts: GatedMLPParts) {
+    super();
+    const { gateProj, upProj, downProj } = parts;
+    checkProjection('GatedMLP', 'gateProj', gateProj);
+    checkProjection('GatedMLP', 'upProj', upProj);
+    checkProjection('GatedMLP', 'downProj', downProj);
+    checkWidth('GatedMLP', 'upProj.inFeatures', upProj.inFeatures, 'gateProj.inFeatures', gateProj.inFeatures);
+    checkWidth('GatedMLP', 'upProj.outFeatures', upProj.outFeatures, 'gateProj.outFeatures', gateProj.outFeatures);
+    checkWidth('GatedMLP', 'downProj.inFeatures', downProj.inFeatures, 'gateProj.outFeatures', gateProj.outFeatures);
+    const act = resolveActivation(parts.activation ?? 'silu');
+    this.gateProj = this.registerModule('gate_proj', gateProj);
+    this.upProj = this.registerModule('up_proj', upProj);
+    this.downProj = this.registerModule('down_proj', downProj);
+    this.activationName = act.name;
+    this.act = act.fn;
+  }
+
+  /**
+   * Builds a gated MLP from three new {@link Linear}s: `gate_proj` and `up_proj` `hidden → intermediate`,
+   * `down_proj` `intermediate → hidden`.
+   *
+   * @param hidden - the model width (a positive integer).
+   * @param intermediate - the inner width (a positive integer).
+   * @param options - activation (default `'silu'`), bias (default `false`), seed; see {@link MLPOptions}.
+   * @throws {@link ConfigError} for a bad width or option.
+   */
+  static create(hidden: number, intermediate: number, options: MLPOptions = {}): GatedMLP {
+    const bias = options.bias ?? false;
+    const seed = options.seed;
+    const at = (k: number) => (seed == null ? undefined : seed + k);
+    // The activation is checked first so that a bad name fails before any weight is allocated.
+    const act = options.activation ?? 'silu';
+    activationFn(act);
+    return new GatedMLP({
+      gateProj: new Linear(hidden, intermediate, { bias, seed: at(0) }),
+      upProj: new Linear(hidden, intermediate, { bias, seed: at(2) }),
+      downProj: new Linear(intermediate, hidden, { bias, seed: at(4) }),
+      activation: act,
+    });
+  }
+
+  /**
+   * @param x - float32 `[..., hidden]`.
+   * @returns `[..., hidden]`; the caller owns it.
+   * @throws `ShapeError` (from the projections) when the last dimension is wrong.
+   */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const gate = this.act(this.gateProj.forward(x)); // [..., intermediate]
+      const up = this.upProj.forward(x); // [..., intermediate]
+      return this.downProj.forward(tf.mul(gate, up)); // [..., hidden]
+    });
+  }
+}
+
+/**
+ * The parts of an {@link MLP}.
+ *
+ * @example
+ * ```ts
+ * import { Linear, type MLPParts } from '@slmkit/core';
+ * const parts: MLPParts = { fc1: new Linear(8, 32), fc2: new Linear(32, 8), activation: 'gelu_tanh' };
+ * ```
+ */
+export interface MLPParts {
+  /** `hidden → intermediate`; registered as `fc1`. */
+  fc1: Projection;
+  /** `intermediate → hidden`; registered as `fc2`. */
+  fc2: Projection;
+  /** The activation between them: a name or a function. */
+  activation: Activation | ActivationFn;
+}
+
+/**
+ * The two-layer feed-forward block of the original Transformer (Vaswani et al. 2017) as Phi-1/1.5/2 use it:
+ *
+ * `y = fc2(act(fc1(x)))`
+ *
+ * with `act = gelu_tanh` for Phi (`hidden_act: "gelu_new"`). The projections are registered as `fc1` and `fc2`,
+ * Hugging Face's names.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { MLP } from '@slmkit/core';
+ * const mlp = MLP.create(8, 32, { activation: 'gelu_tanh' });
+ * const x = tf.randomNormal([2, 3, 8]);
+ * const y = mlp.forward(x); // [2, 3, 8]
+ * console.log(mlp.namedParameters().map(([n]) => n)); // ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+ * tf.dispose([x, y]);
+ * mlp.dispose();
+ * ```
+ */
+export class MLP extends Module {
+  /** `hidden → intermediate`. */
+  readonly fc1: Projection;
+  /** `intermediate → hidden`. */
+  readonly fc2: Projection;
+  /** The activation's name, or `undefined` when a function was given. */
+  readonly activationName: Activation | undefined;
+  private readonly act: ActivationFn;
+
+  /**
+   * @param parts - the two projections and the activation; see {@link MLPParts}.
+   * @throws {@link ConfigError} when a projection is not a Module with `forward`, the activation is missing or
+   *   unknown, or the projections' known widths do not fit together.
+   */
+  constructor(parts: MLPParts) {
+    super();
+    const { fc1, fc2 } = parts;
+    checkProjection('MLP', 'fc1', fc1);
+    checkProjection('MLP', 'fc2', fc2);
+    checkWidth('MLP', 'fc2.inFeatures', fc2.inFeatures, 'fc1.outFeatures', fc1.outFeatures);
+    const act = resolveActivation(parts.activation);
+    this.fc1 = this.registerModule('fc1', fc1);
+    this.fc2 = this.registerModule('fc2', fc2);
+    this.activationName = act.name;
+    this.act = act.fn;
+  }
+
+  /**
+   * Builds an MLP from two new {@link Linear}s: `fc1` `hidden → intermediate`, `fc2` `intermediate → hidden`.
+   *
+   * @param hidden - the model width (a positive integer).
+   * @param intermediate - the inner width (a positive integer).
+   * @param options - activation (required), bias (default `true`), seed; see {@link MLPOptions}.
+   * @throws {@link ConfigError} for a bad width or option, or a missing activation.
+   */
+  static create(hidden: number, intermediate: number, options: MLPOptions & { activation: Activation }): MLP {
+    const bias = options?.bias ?? true;
+    const seed = options?.seed;
+    activationFn(options?.activation);
+    return new MLP({
+      fc1: new Linear(hidden, intermediate, { bias, seed }),
+      fc2: new Linear(intermediate, hidden, { bias, seed: seed == null ? undefined : seed + 2 }),
+      activation: options.activation,
+    });
+  }
+
+  /**
+   * @param x - float32 `[..., hidden]`.
+   * @returns `[..., hidden]`; the caller owns it.
+   * @throws `ShapeError` (from the projections) when the last dimension is wrong.
+   */
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.fc2.forward(this.act(this.fc1.forward(x)))); // [..., intermediate] inside
+  }
+}
+
+function resolveActivation(a: Activation | ActivationFn | undefined): { name: Activation | undefined; fn: ActivationFn } {
+  if (typeof a === 'function') return { name: undefined, fn: a };
+  return { name: a, fn: activationFn(a as Activation) };
+}
+
+function checkProjection(block: string, field: string, p: unknown): void {
+  if (!(p instanceof Module) || typeof (p as { forward?: unknown }).forward !== 'function') {
+    const found = p instanceof Module ? `${p.constructor.name} without forward()` : p === null ? 'null' : typeof p;
+    throw new ConfigError(`${block}: ${field} must be a Module with forward(x), found ${found}`, {
+      field,
+      expected: 'a Projection (a Module with forward)',
+      found,
+    });
+  }
+}
+
+function checkWidth(block: string, field: string, value: number | undefined, otherField: string, other: number | undefined): void {
+  if (typeof value !== 'number' || typeof other !== 'number' || value === other) return;
+  throw new ConfigError(`${block}: ${field} must equal ${otherField} = ${other}, found ${value}`, {
+    field,
+    expected: other,
+    found: value,
+  });
+}
