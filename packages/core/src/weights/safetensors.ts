@@ -108,9 +108,10 @@ function show(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
-/** `object`, `array`, `null`, `string`...: the JSON kind of a value, for messages. */
+/** `an object`, `an array`, `null`, `a string`...: the JSON kind of a value, for messages. */
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
+  if (value === undefined) return 'nothing';
   if (Array.isArray(value)) return 'an array';
   return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
@@ -550,7 +551,8 @@ export class SafetensorsFile implements WeightSource {
     const n = readHeaderLength(bytes.subarray(0, 8), bytes.length, label);
     const header = parseHeader(bytes.subarray(8, 8 + n), bytes.length - 8 - n, label);
     const source: ByteSource = {
-      read: async (offset, length) => bytes.slice(offset, offset + length),
+      // A copy (`new Uint8Array(view)`), not `bytes.slice`: on a Node Buffer, slice is a view into shared memory.
+      read: async (offset, length) => new Uint8Array(bytes.subarray(offset, offset + length)),
       close: async () => {},
     };
     return new SafetensorsFile(label, bytes.length, 8 + n, header, source);
