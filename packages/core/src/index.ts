@@ -11,3 +11,5 @@ export * from './errors.js';
 export * from './backend.js';
 export * from './module.js';
 export * from './kernels.js';
+export * from './weights/safetensors.js';
+export * from './weights/checkpoint.js';
