@@ -4,7 +4,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ShapeError } from '../errors.js';
+import { BackendError, ConfigError, ShapeError } from '../errors.js';
 import { Module } from '../module.js';
 
 /**
@@ -24,10 +24,13 @@ export interface EmbeddingOptions {
   seed?: number;
   /**
    * Whether {@link Embedding.forward} checks that every id is in `[0, numEmbeddings)` (default `true`). The check
-   * reduces the ids to their minimum and maximum on the device and reads those two numbers back, so it costs one
-   * small device-to-host read per call: negligible next to a model step, but a synchronisation point on WebGPU.
-   * Without it an out-of-range id is not caught: the cpu and wasm backends throw a bare `GatherV2` error, and
-   * WebGPU silently returns a row of zeros.
+   * reads the ids on the host with `dataSync()`. That is free on cpu and wasm, and on WebGPU for ids made from
+   * host data (a tokenizer's output, a sampled token) that no GPU op has used yet, since tfjs keeps their host
+   * copy until then. For ids computed on a GPU, call {@link Embedding.validateIds} first (it reads them
+   * asynchronously); otherwise `forward` throws a {@link BackendError} in Node's WebGPU, where synchronous reads
+   * of device data are impossible, and stalls the pipeline in a browser. With `false`, nothing is read and an
+   * out-of-range id is not caught: cpu and wasm throw a bare `GatherV2` error and WebGPU silently returns a row of
+   * zeros.
    */
   checkIds?: boolean;
 }
@@ -112,17 +115,13 @@ export class Embedding extends Module {
    * @param ids - int32 tensor of any shape `[...]`, every value in `[0, numEmbeddings)`.
    * @returns float32 `[..., dim]`; the caller owns it.
    * @throws {@link ShapeError} when `ids` is not int32, or (with `checkIds`, the default) when an id is out of
-   *   range; the message gives the smallest and largest id found and the valid range.
+   *   range; the message gives the first bad id, its position, the smallest and largest id and the valid range.
+   * @throws {@link BackendError} (with `checkIds`) when the ids live on a GPU and cannot be read synchronously
+   *   here; see {@link Embedding.validateIds}.
    */
   forward(ids: tf.Tensor): tf.Tensor {
-    if (ids.dtype !== 'int32') {
-      throw new ShapeError(`Embedding: ids must be int32, found ${ids.dtype}`, {
-        field: 'ids',
-        expected: 'int32',
-        found: ids.dtype,
-      });
-    }
-    if (this.checkIds && ids.size > 0) this.assertIdsInRange(ids);
+    checkIdsDtype(ids);
+    if (this.checkIds && ids.size > 0) this.checkRange(ids.shape, this.readIdsSync(ids));
     return tf.tidy(() => {
       // Gathering from a 1-D index list keeps every backend on its simplest GatherV2 path.
       const flat = tf.reshape(ids, [ids.size]); // [N]
@@ -156,23 +155,82 @@ export class Embedding extends Module {
     });
   }
 
-  private assertIdsInRange(ids: tf.Tensor): void {
-    // Two scalars come back instead of every id, so the read stays cheap for long prompts and on WebGPU.
-    const bounds = tf.tidy(() => tf.stack([tf.min(ids), tf.max(ids)]));
-    let lo: number;
-    let hi: number;
-    try {
-      [lo, hi] = bounds.dataSync() as Int32Array;
-    } finally {
-      bounds.dispose();
+  /**
+   * Checks that every id is in `[0, numEmbeddings)`, reading the ids asynchronously. {@link Embedding.forward}
+   * does the same check synchronously; call this first for ids that were computed on a GPU backend (in Node's
+   * WebGPU a synchronous read of device data is impossible, and in a browser it stalls). Afterwards tfjs keeps a
+   * host copy of the ids, so the check in `forward` costs nothing.
+   *
+   * @param ids - int32 tensor of any shape.
+   * @throws {@link ShapeError} when `ids` is not int32 or an id is out of range.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { Embedding } from '@slmkit/core';
+   * const embed = new Embedding(10, 4);
+   * const logits = tf.randomNormal([2, 10]);
+   * const next = tf.argMax(logits, -1); // int32 [2], computed on the device
+   * await embed.validateIds(next);
+   * const h = embed.forward(next); // [2, 4]
+   * tf.dispose([logits, next, h]);
+   * embed.dispose();
+   * ```
+   */
+  async validateIds(ids: tf.Tensor): Promise<void> {
+    checkIdsDtype(ids);
+    this.checkRange(ids.shape, await ids.data());
+  }
+
+  private checkRange(shape: number[], values: tf.TypedArray | ArrayLike<number>): void {
+    let lo = Infinity;
+    let hi = -Infinity;
+    let firstBad = -1;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+      if (firstBad < 0 && (v < 0 || v >= this.numEmbeddings)) firstBad = i;
     }
-    if (lo < 0 || hi >= this.numEmbeddings) {
-      const bad = lo < 0 ? lo : hi;
-      throw new ShapeError(
-        `Embedding: token id ${bad} is out of range [0, ${this.numEmbeddings - 1}] ` +
-          `(ids range from ${lo} to ${hi}; numEmbeddings = ${this.numEmbeddings})`,
-        { field: 'ids', expected: `ids in [0, ${this.numEmbeddings - 1}]`, found: { min: lo, max: hi } },
+    if (firstBad < 0) return;
+    const bad = values[firstBad];
+    throw new ShapeError(
+      `Embedding: token id ${bad} at position [${unravel(firstBad, shape).join(', ')}] is out of range ` +
+        `[0, ${this.numEmbeddings - 1}] (ids range from ${lo} to ${hi}; numEmbeddings = ${this.numEmbeddings})`,
+      { field: 'ids', expected: `ids in [0, ${this.numEmbeddings - 1}]`, found: { id: bad, min: lo, max: hi } },
+    );
+  }
+
+  private readIdsSync(ids: tf.Tensor): tf.TypedArray | ArrayLike<number> {
+    try {
+      return ids.dataSync();
+    } catch (e) {
+      throw new BackendError(
+        `Embedding: cannot read the ids synchronously on the ${tf.getBackend()} backend to check their range ` +
+          `(${(e as Error).message}). Call \`await embedding.validateIds(ids)\` before forward, or build the ` +
+          'Embedding with checkIds: false.',
+        { field: 'ids', expected: 'ids readable on the host', found: tf.getBackend() },
       );
     }
   }
+}
+
+function checkIdsDtype(ids: tf.Tensor): void {
+  if (ids.dtype !== 'int32') {
+    throw new ShapeError(`Embedding: ids must be int32, found ${ids.dtype}`, {
+      field: 'ids',
+      expected: 'int32',
+      found: ids.dtype,
+    });
+  }
+}
+
+/** The multi-index of flat position `i` in a row-major tensor of `shape`. */
+function unravel(i: number, shape: number[]): number[] {
+  const out: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    out.unshift(i % shape[d]);
+    i = Math.floor(i / shape[d]);
+  }
+  return out;
 }

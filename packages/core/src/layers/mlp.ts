@@ -244,7 +244,10 @@ export class MLP extends Module {
    * @throws `ShapeError` (from the projections) when the last dimension is wrong.
    */
   forward(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.fc2.forward(this.act(this.fc1.forward(x)))); // [..., intermediate] inside
+    return tf.tidy(() => {
+      const h = this.act(this.fc1.forward(x)); // [..., intermediate]
+      return this.fc2.forward(h); // [..., hidden]
+    });
   }
 }
 
