@@ -13,3 +13,4 @@ export * from './module.js';
 export * from './kernels.js';
 export * from './weights/safetensors.js';
 export * from './weights/checkpoint.js';
+export * from './layers/rotary.js';
