@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError, ShapeError } from '../errors.js';
 import { Module } from '../module.js';
+import { checkFlag, checkPositiveInt } from '../validate.js';
 
 /**
  * Options of {@link Embedding}.
@@ -76,26 +77,9 @@ export class Embedding extends Module {
    */
   constructor(numEmbeddings: number, dim: number, options: EmbeddingOptions = {}) {
     super();
-    for (const [field, value] of [
-      ['numEmbeddings', numEmbeddings],
-      ['dim', dim],
-    ] as const) {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-        throw new ConfigError(`Embedding: ${field} must be a positive integer, found ${String(value)}`, {
-          field,
-          expected: 'a positive integer',
-          found: value,
-        });
-      }
-    }
-    const checkIds = options.checkIds ?? true;
-    if (typeof checkIds !== 'boolean') {
-      throw new ConfigError(`Embedding: checkIds must be a boolean, found ${String(checkIds)}`, {
-        field: 'checkIds',
-        expected: 'boolean',
-        found: checkIds,
-      });
-    }
+    checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
+    checkPositiveInt('Embedding', 'dim', dim);
+    const checkIds = checkFlag('Embedding', 'checkIds', options.checkIds, true);
     if (options.seed != null && !Number.isFinite(options.seed)) {
       throw new ConfigError(`Embedding: seed must be a finite number, found ${String(options.seed)}`, {
         field: 'seed',

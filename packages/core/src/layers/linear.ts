@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
 import { Module } from '../module.js';
+import { checkFlag, checkLastDim, checkPositiveInt } from '../validate.js';
 
 /**
  * What a block needs from one of its projections: a {@link Module} (so its parameters load, count and freeze
@@ -97,14 +98,7 @@ export class Linear extends Module {
     super();
     checkPositiveInt('Linear', 'inFeatures', inFeatures);
     checkPositiveInt('Linear', 'outFeatures', outFeatures);
-    const bias = options.bias ?? true;
-    if (typeof bias !== 'boolean') {
-      throw new ConfigError(`Linear: bias must be a boolean, found ${String(bias)}`, {
-        field: 'bias',
-        expected: 'boolean',
-        found: bias,
-      });
-    }
+    const bias = checkFlag('Linear', 'bias', options.bias, true);
     const seed = options.seed;
     if (seed != null && !Number.isFinite(seed)) {
       throw new ConfigError(`Linear: seed must be a finite number, found ${String(seed)}`, {
@@ -141,35 +135,6 @@ export class Linear extends Module {
       let y = tf.matMul(x2d, this.weight, false, true); // [N, out]
       if (this.bias != null) y = tf.add(y, this.bias);
       return tf.reshape(y, [...lead, this.outFeatures]); // [..., out]
-    });
-  }
-}
-
-/** Throws a ConfigError unless `value` is a positive integer. */
-function checkPositiveInt(layer: string, field: string, value: unknown): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new ConfigError(`${layer}: ${field} must be a positive integer, found ${String(value)}`, {
-      field,
-      expected: 'a positive integer',
-      found: value,
-    });
-  }
-}
-
-/** Throws a ShapeError unless `x` is a float32 tensor of rank ≥ 1 whose last dimension is `expected`. */
-function checkLastDim(layer: string, x: tf.Tensor, expected: number, option: string): void {
-  if (x.rank < 1 || x.shape[x.rank - 1] !== expected) {
-    const found = x.rank < 1 ? 'a scalar' : String(x.shape[x.rank - 1]);
-    throw new ShapeError(
-      `${layer}: input's last dimension must be ${option} = ${expected}, found ${found} (input shape [${x.shape.join(', ')}])`,
-      { field: 'x', expected, found: x.shape.slice() },
-    );
-  }
-  if (x.dtype !== 'float32') {
-    throw new ShapeError(`${layer}: input must be float32, found ${x.dtype}`, {
-      field: 'x',
-      expected: 'float32',
-      found: x.dtype,
     });
   }
 }

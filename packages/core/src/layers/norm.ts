@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
 import { Module } from '../module.js';
+import { checkEps, checkFlag, checkLastDim, checkPositiveInt } from '../validate.js';
 
 /**
  * Options of {@link RMSNorm}.
@@ -97,7 +98,7 @@ export class RMSNorm extends Module {
    * @throws {@link ShapeError} when `x` is not float32 or its last dimension is not `dim`.
    */
   forward(x: tf.Tensor): tf.Tensor {
-    checkLastDim('RMSNorm', x, this.dim);
+    checkLastDim('RMSNorm', x, this.dim, 'dim');
     return tf.tidy(() => {
       const meanSquare = tf.mean(tf.square(x), -1, true); // [..., 1]
       const y = tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps)));
@@ -182,7 +183,7 @@ export class LayerNorm extends Module {
    * @throws {@link ShapeError} when `x` is not float32 or its last dimension is not `dim`.
    */
   forward(x: tf.Tensor): tf.Tensor {
-    checkLastDim('LayerNorm', x, this.dim);
+    checkLastDim('LayerNorm', x, this.dim, 'dim');
     return tf.tidy(() => {
       const centred = tf.sub(x, tf.mean(x, -1, true)); // mean: [..., 1]
       // Variance from the centred values (two passes), not E[x²] − E[x]², which cancels badly in float32.
@@ -191,55 +192,6 @@ export class LayerNorm extends Module {
       if (this.weight != null) y = tf.mul(y, this.weight);
       if (this.bias != null) y = tf.add(y, this.bias);
       return y;
-    });
-  }
-}
-
-function checkPositiveInt(layer: string, field: string, value: unknown): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
-    throw new ConfigError(`${layer}: ${field} must be a positive integer, found ${String(value)}`, {
-      field,
-      expected: 'a positive integer',
-      found: value,
-    });
-  }
-}
-
-function checkEps(layer: string, eps: unknown): void {
-  if (typeof eps !== 'number' || !Number.isFinite(eps) || eps <= 0) {
-    throw new ConfigError(`${layer}: eps must be a finite number > 0, found ${String(eps)}`, {
-      field: 'eps',
-      expected: 'a finite number > 0',
-      found: eps,
-    });
-  }
-}
-
-function checkFlag(layer: string, field: string, value: unknown, fallback: boolean): boolean {
-  if (value == null) return fallback;
-  if (typeof value !== 'boolean') {
-    throw new ConfigError(`${layer}: ${field} must be a boolean, found ${String(value)}`, {
-      field,
-      expected: 'boolean',
-      found: value,
-    });
-  }
-  return value;
-}
-
-function checkLastDim(layer: string, x: tf.Tensor, dim: number): void {
-  if (x.rank < 1 || x.shape[x.rank - 1] !== dim) {
-    const found = x.rank < 1 ? 'a scalar' : String(x.shape[x.rank - 1]);
-    throw new ShapeError(
-      `${layer}: input's last dimension must be dim = ${dim}, found ${found} (input shape [${x.shape.join(', ')}])`,
-      { field: 'x', expected: dim, found: x.shape.slice() },
-    );
-  }
-  if (x.dtype !== 'float32') {
-    throw new ShapeError(`${layer}: input must be float32, found ${x.dtype}`, {
-      field: 'x',
-      expected: 'float32',
-      found: x.dtype,
     });
   }
 }
