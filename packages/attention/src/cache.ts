@@ -1,0 +1,366 @@
+/**
+ * KV caches: explicit objects the caller owns, passes to {@link Attention} calls, inspects and disposes. A growing
+ * {@link KVCache}, and a rolling {@link SlidingWindowCache} that never holds more than its window (plus an
+ * always-visible prefix).
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, ShapeError } from '@slmkit/core';
+
+/**
+ * Keys and values to attend over, with the absolute position of each: what a cache returns, and what a KV-producing
+ * layer hands to the layers that share its K/V (see {@link Attention.forwardWithKV}).
+ *
+ * Whoever receives a `SharedKV` from slmkit owns its tensors (under `tf.tidy` they are disposed with the scope).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { SharedKV } from '@slmkit/attention';
+ * const kv: SharedKV = {
+ *   keys: tf.zeros([1, 2, 3, 8]) as tf.Tensor4D, // [B, KV, S, Dh]
+ *   values: tf.zeros([1, 2, 3, 8]) as tf.Tensor4D, // [B, KV, S, Dv]
+ *   keyPositions: [0, 1, 2],
+ * };
+ * tf.dispose([kv.keys, kv.values]);
+ * ```
+ */
+export interface SharedKV {
+  /** Keys `[B, KV, S, Dh]`, positions already rotated. */
+  keys: tf.Tensor4D;
+  /** Values `[B, KV, S, Dv]`. */
+  values: tf.Tensor4D;
+  /** The absolute position of each of the `S` keys, ascending. */
+  keyPositions: number[];
+}
+
+/**
+ * The dimensions a cache fixed at its first update.
+ *
+ * @example
+ * ```ts
+ * import type { CacheDims } from '@slmkit/attention';
+ * const dims: CacheDims = { batch: 1, kvHeads: 2, headDim: 64, valueHeadDim: 64 };
+ * ```
+ */
+export interface CacheDims {
+  /** `B`. */
+  batch: number;
+  /** `KV`, the key/value heads. */
+  kvHeads: number;
+  /** `Dh`. */
+  headDim: number;
+  /** `Dv`. */
+  valueHeadDim: number;
+}
+
+/**
+ * Base class of the attention caches. A cache is explicit state the caller owns: it is passed to every call of one
+ * attention layer (`{ cache }`), which appends the new keys and values with {@link AttentionCache.update} and
+ * attends over what that returns. Stored tensors are `tf.keep`-ed, the replaced ones disposed at once, and
+ * {@link AttentionCache.dispose} frees everything (the live tensor count returns to where it was).
+ *
+ * Every tensor a cache returns ({@link AttentionCache.update}, {@link AttentionCache.read}) is a new handle the
+ * caller owns (a `tf.clone`, which shares the storage rather than copying it), so disposing it, or a `tf.tidy`
+ * around the call, never touches what the cache holds.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { KVCache, type AttentionCache } from '@slmkit/attention';
+ * function describe(cache: AttentionCache): string {
+ *   return `${cache.length} positions seen, ${cache.heldLength} held`;
+ * }
+ * const cache = new KVCache();
+ * tf.tidy(() => { cache.update(tf.ones([1, 2, 3, 4]) as tf.Tensor4D, tf.ones([1, 2, 3, 4]) as tf.Tensor4D); });
+ * console.log(describe(cache)); // "3 positions seen, 3 held"
+ * cache.dispose();
+ * ```
+ */
+export abstract class AttentionCache {
+  /** Stored keys `[B, KV, held, Dh]`, kept. */
+  protected keys: tf.Tensor4D | null = null;
+  /** Stored values `[B, KV, held, Dv]`, kept. */
+  protected values: tf.Tensor4D | null = null;
+  /** The absolute position of each stored key. */
+  protected positions: number[] = [];
+  /** Absolute positions seen so far. */
+  protected seen = 0;
+  private wasDisposed = false;
+
+  /** Absolute positions seen so far; the next token's position. */
+  get length(): number {
+    return this.seen;
+  }
+
+  /** Positions held now (the `S` of {@link AttentionCache.read}). */
+  get heldLength(): number {
+    return this.positions.length;
+  }
+
+  /** The absolute positions held now, ascending (a copy). */
+  get keyPositions(): number[] {
+    return this.positions.slice();
+  }
+
+  /** `B`, `KV`, `Dh` and `Dv`, fixed by the first update; `undefined` while empty. */
+  get dims(): CacheDims | undefined {
+    if (this.keys == null || this.values == null) return undefined;
+    const [batch, kvHeads, , headDim] = this.keys.shape;
+    return { batch, kvHeads, headDim, valueHeadDim: this.values.shape[3] };
+  }
+
+  /** Whether {@link AttentionCache.dispose} was called. */
+  get isDisposed(): boolean {
+    return this.wasDisposed;
+  }
+
+  /** Bytes of tensor storage held now. */
+  get byteSize(): number {
+    return ((this.keys?.size ?? 0) + (this.values?.size ?? 0)) * 4;
+  }
+
+  /**
+   * Throws a {@link ShapeError} unless new keys `[batch, kvHeads, T, headDim]` and values `[.., valueHeadDim]` fit
+   * what is stored. {@link Attention} calls this before computing anything.
+   */
+  checkCompatible(batch: number, kvHeads: number, headDim: number, valueHeadDim: number): void {
+    this.checkAlive();
+    const d = this.dims;
+    if (d == null) return;
+    const found = [batch, kvHeads, headDim, valueHeadDim];
+    const held = [d.batch, d.kvHeads, d.headDim, d.valueHeadDim];
+    if (found.some((x, i) => x !== held[i])) {
+      throw new ShapeError(
+        `${this.constructor.name}: new keys/values have [B, KV, Dh, Dv] = [${found.join(', ')}] but the cache holds [${held.join(', ')}]`,
+        { field: 'cache', expected: held, found },
+      );
+    }
+  }
+
+  /**
+   * Appends new keys `[B, KV, T, Dh]` and values `[B, KV, T, Dv]` at positions `length … length + T − 1`, and returns
+   * everything the new queries may attend over: what was held plus all `T` new positions. The caller owns the
+   * returned tensors; the arguments are not disposed.
+   *
+   * @throws ShapeError when the shapes are not rank 4, disagree with each other or with what is stored.
+   */
+  update(keys: tf.Tensor4D, values: tf.Tensor4D): SharedKV {
+    this.checkAlive();
+    const name = this.constructor.name;
+    if (!(keys instanceof tf.Tensor) || !(values instanceof tf.Tensor) || keys.rank !== 4 || values.rank !== 4) {
+      throw new ShapeError(`${name}.update: keys and values must be rank 4 [B, KV, T, D]`, { field: 'keys', expected: 'rank 4' });
+    }
+    const [B, KV, T, Dh] = keys.shape;
+    if (values.shape[0] !== B || values.shape[1] !== KV || values.shape[2] !== T) {
+      throw new ShapeError(`${name}.update: values [${values.shape.join(', ')}] must match keys [${keys.shape.join(', ')}] in B, KV and T`, {
+        field: 'values',
+        expected: [B, KV, T],
+        found: values.shape.slice(0, 3),
+      });
+    }
+    if (T === 0) throw new ShapeError(`${name}.update: no new positions (T = 0)`, { field: 'keys', expected: 'T >= 1', found: 0 });
+    this.checkCompatible(B, KV, Dh, values.shape[3]);
+    const newPositions = Array.from({ length: T }, (_, t) => this.seen + t);
+    const allPositions = [...this.positions, ...newPositions];
+    const keep = this.retained(allPositions);
+    const out = tf.tidy(() => {
+      const allK = this.keys == null ? keys : tf.concat([this.keys, keys], 2); // [B, KV, held + T, Dh]
+      const allV = this.values == null ? values : tf.concat([this.values, values], 2); // [B, KV, held + T, Dv]
+      const pick = (x: tf.Tensor4D): tf.Tensor4D => (keep.length === allPositions.length ? x.clone() : selectPositions(x, keep));
+      return { allK: allK.clone(), allV: allV.clone(), storeK: pick(allK), storeV: pick(allV) };
+    });
+    this.keys?.dispose();
+    this.values?.dispose();
+    this.keys = tf.keep(out.storeK) as tf.Tensor4D;
+    this.values = tf.keep(out.storeV) as tf.Tensor4D;
+    this.positions = keep.map((i) => allPositions[i]);
+    this.seen += T;
+    return { keys: out.allK as tf.Tensor4D, values: out.allV as tf.Tensor4D, keyPositions: allPositions };
+  }
+
+  /**
+   * What is stored now, for a layer that shares this cache's K/V. The caller owns the returned tensors.
+   *
+   * @throws ConfigError when the cache is empty or disposed.
+   */
+  read(): SharedKV {
+    this.checkAlive();
+    if (this.keys == null || this.values == null) {
+      throw new ConfigError(`${this.constructor.name}.read: the cache is empty (run the producing layer first)`, {
+        field: 'cache',
+        expected: 'a cache with at least one position',
+        found: 0,
+      });
+    }
+    return { keys: this.keys.clone(), values: this.values.clone(), keyPositions: this.positions.slice() };
+  }
+
+  /** Frees the stored tensors. Safe to call twice; the cache is unusable afterwards. */
+  dispose(): void {
+    this.keys?.dispose();
+    this.values?.dispose();
+    this.keys = null;
+    this.values = null;
+    this.positions = [];
+    this.wasDisposed = true;
+  }
+
+  /** Indices into `allPositions` (ascending) to keep after an update. */
+  protected abstract retained(allPositions: readonly number[]): number[];
+
+  /** Copies the state into `target` (a fresh cache of the same kind); the copy owns its own tensor handles. */
+  protected copyInto<C extends AttentionCache>(target: C): C {
+    this.checkAlive();
+    target.keys = this.keys == null ? null : (tf.keep(this.keys.clone()) as tf.Tensor4D);
+    target.values = this.values == null ? null : (tf.keep(this.values.clone()) as tf.Tensor4D);
+    target.positions = this.positions.slice();
+    target.seen = this.seen;
+    return target;
+  }
+
+  /** An independent copy (for beam search or speculative decoding); dispose it separately. */
+  abstract clone(): AttentionCache;
+
+  private checkAlive(): void {
+    if (this.wasDisposed) {
+      throw new ConfigError(`${this.constructor.name}: used after dispose()`, { field: 'cache', expected: 'a live cache', found: 'disposed' });
+    }
+  }
+}
+
+/** Picks the positions at `indices` (ascending) along axis 2, as contiguous slices. */
+function selectPositions(x: tf.Tensor4D, indices: number[]): tf.Tensor4D {
+  const runs: [number, number][] = [];
+  for (const i of indices) {
+    const last = runs[runs.length - 1];
+    if (last != null && last[0] + last[1] === i) last[1]++;
+    else runs.push([i, 1]);
+  }
+  const [B, KV, , D] = x.shape;
+  const parts = runs.map(([start, n]) => tf.slice(x, [0, 0, start, 0], [B, KV, n, D])); // [B, KV, n, D] each
+  return (parts.length === 1 ? parts[0] : tf.concat(parts, 2)) as tf.Tensor4D; // [B, KV, kept, D]
+}
+
+/**
+ * The growing cache of full attention: keeps every position. Each update concatenates the new positions and
+ * disposes the previous tensors.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { Attention, KVCache } from '@slmkit/attention';
+ * import { Linear } from '@slmkit/core';
+ * const attn = new Attention(
+ *   { hiddenSize: 16, numHeads: 4, numKVHeads: 2, headDim: 4 },
+ *   { qProj: new Linear(16, 16), kProj: new Linear(16, 8), vProj: new Linear(16, 8), oProj: new Linear(16, 16) },
+ * );
+ * const cache = new KVCache();
+ * const prompt = tf.randomNormal([1, 5, 16]) as tf.Tensor3D;
+ * const y0 = attn.forward(prompt, { cache }); // prefill
+ * const next = tf.randomNormal([1, 1, 16]) as tf.Tensor3D;
+ * const y1 = attn.forward(next, { cache }); // one step at position 5
+ * console.log(cache.length, cache.heldLength); // 6 6
+ * tf.dispose([prompt, y0, next, y1]);
+ * cache.dispose();
+ * attn.dispose();
+ * ```
+ */
+export class KVCache extends AttentionCache {
+  protected retained(allPositions: readonly number[]): number[] {
+    return allPositions.map((_, i) => i);
+  }
+
+  /** An independent copy sharing no tensor handle with this one. */
+  clone(): KVCache {
+    return this.copyInto(new KVCache());
+  }
+}
+
+/**
+ * Options of {@link SlidingWindowCache}.
+ *
+ * @example
+ * ```ts
+ * import type { SlidingWindowCacheOptions } from '@slmkit/attention';
+ * const hymba: SlidingWindowCacheOptions = { prefixLength: 128 };
+ * ```
+ */
+export interface SlidingWindowCacheOptions {
+  /** Positions `< prefixLength` are kept for good (Hymba's meta tokens); default 0. */
+  prefixLength?: number;
+}
+
+/**
+ * The cache of a sliding-window layer: a rolling buffer that holds at most the last `window` positions (plus the
+ * first `prefixLength` positions, which every later query may see), like Mistral's rolling buffer cache (Jiang et al.
+ * 2023). Under the window rule `i − j < window`, a query at position `i ≥ length` never sees a dropped key, so
+ * decoding through it equals full attention with the same window.
+ *
+ * Positions are stored in order (oldest first) rather than at `i mod window`; tfjs has no in-place write, so a
+ * ring index would save nothing, and ordered keys keep {@link AttentionCache.read} simple to use.
+ *
+ * A call with more new positions than the window (a long prefill) still attends over all of them: `update`
+ * returns everything, and only what is stored is trimmed.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { SlidingWindowCache } from '@slmkit/attention';
+ * const cache = new SlidingWindowCache(4, { prefixLength: 1 });
+ * tf.tidy(() => {
+ *   cache.update(tf.ones([1, 2, 10, 8]) as tf.Tensor4D, tf.ones([1, 2, 10, 8]) as tf.Tensor4D);
+ * });
+ * console.log(cache.length, cache.keyPositions); // 10 [0, 6, 7, 8, 9]
+ * cache.dispose();
+ * ```
+ */
+export class SlidingWindowCache extends AttentionCache {
+  /** Positions kept besides the prefix. */
+  readonly window: number;
+  /** Positions `< prefixLength` are kept for good. */
+  readonly prefixLength: number;
+
+  /**
+   * @param window - the layer's sliding window (a positive integer).
+   * @throws ConfigError when `window` is not a positive integer or `prefixLength` not a non-negative integer.
+   */
+  constructor(window: number, options: SlidingWindowCacheOptions = {}) {
+    super();
+    if (typeof window !== 'number' || !Number.isInteger(window) || window <= 0) {
+      throw new ConfigError(`SlidingWindowCache: window must be a positive integer, found ${String(window)}`, {
+        field: 'window',
+        expected: 'a positive integer',
+        found: window,
+      });
+    }
+    const prefixLength = options.prefixLength ?? 0;
+    if (typeof prefixLength !== 'number' || !Number.isInteger(prefixLength) || prefixLength < 0) {
+      throw new ConfigError(`SlidingWindowCache: prefixLength must be a non-negative integer, found ${String(prefixLength)}`, {
+        field: 'prefixLength',
+        expected: 'a non-negative integer',
+        found: prefixLength,
+      });
+    }
+    this.window = window;
+    this.prefixLength = prefixLength;
+  }
+
+  /** The most positions this cache ever holds: `window + prefixLength`. */
+  get capacity(): number {
+    return this.window + this.prefixLength;
+  }
+
+  protected retained(allPositions: readonly number[]): number[] {
+    const prefix: number[] = [];
+    const rest: number[] = [];
+    allPositions.forEach((p, i) => (p < this.prefixLength ? prefix : rest).push(i));
+    return [...prefix, ...rest.slice(Math.max(0, rest.length - this.window))];
+  }
+
+  /** An independent copy sharing no tensor handle with this one. */
+  clone(): SlidingWindowCache {
+    return this.copyInto(new SlidingWindowCache(this.window, { prefixLength: this.prefixLength }));
+  }
+}
