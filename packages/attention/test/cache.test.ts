@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError, initBackend } from '@slmkit/core';
 import { KVCache, SlidingWindowCache, type AttentionCache } from '../src/index.js';
 import { build, type Case } from './build.js';
-import { expectClose, take } from './helpers.js';
+import { disposeAll, expectClose, take } from './helpers.js';
 
 beforeAll(async () => {
   await initBackend('cpu');
@@ -39,12 +39,12 @@ async function decodeMatchesFull(
     const want: number[] = [];
     for (let b = 0; b < c.B; b++) want.push(...full.slice((b * c.T + t0) * c.D, (b * c.T + t0 + n) * c.D));
     expectClose(got, want, 1e-5, `tokens ${t0}..${t0 + n - 1}`);
-    tf.dispose([xs, m].filter((t): t is tf.Tensor => t != null));
+    disposeAll(xs, m);
     t0 += n;
   }
   cache.dispose();
   expect(tf.memory().numTensors).toBe(before);
-  tf.dispose([tensor, mask].filter((t): t is tf.Tensor => t != null));
+  disposeAll(tensor, mask);
   attn.dispose();
 }
 

@@ -229,3 +229,8 @@ export function expectNoLeak(run: () => void, times = 3): void {
   for (let i = 0; i < times; i++) run();
   expect(tf.memory().numTensors).toBe(before);
 }
+
+/** Disposes the tensors given, skipping undefined ones. */
+export function disposeAll(...ts: (tf.Tensor | undefined | null)[]): void {
+  for (const t of ts) t?.dispose();
+}

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
 import { build, type Case } from './build.js';
-import { expectClose, refAttention, take } from './helpers.js';
+import { disposeAll, expectClose, refAttention, take } from './helpers.js';
 
 beforeAll(async () => {
   await initBackend('cpu');
@@ -53,7 +53,7 @@ describe('Attention (naive) against a float64 reference', () => {
       const got = await take(y);
       const want = refAttention({ ...ref, B: c.B, T: c.T, x: values, mask: extra?.mask, start, ropePositions: ropeRows });
       expectClose(got, want, 1e-5);
-      tf.dispose([tensor, mask, maskFull].filter((t): t is tf.Tensor => t != null));
+      disposeAll(tensor, mask, maskFull);
       attn.dispose();
     });
   }
