@@ -1,46 +1,78 @@
-// The main job, for now a demo: build a tiny model from @slmkit/core blocks, run one forward on the default
-// backend (or --backend NAME), and print the backend and the output shape. The benchmarks issue turns this into
-// the per-block benchmark runner.
-import * as tf from '@tensorflow/tfjs-core';
-import { Embedding, GatedMLP, Linear, Module, RMSNorm, initBackend, type BackendName } from '@slmkit/core';
+/**
+ * `npm run bench`: the per-block micro-benchmarks. Run with `--help` for the options.
+ */
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BackendName } from '@slmkit/core';
+import { runBench } from './bench.js';
+import { allCases } from './cases/index.js';
+import { selectCases } from './registry.js';
 
-/** One pre-norm residual MLP block over token embeddings, with an untied LM head. */
-class TinyLM extends Module {
-  readonly embed_tokens: Embedding;
-  readonly norm_1: RMSNorm;
-  readonly mlp: GatedMLP;
-  readonly norm: RMSNorm;
-  readonly lm_head: Linear;
+const USAGE = `usage: npm run bench -- [options]
 
-  constructor(vocab: number, hidden: number, intermediate: number) {
-    super();
-    this.embed_tokens = this.registerModule('embed_tokens', new Embedding(vocab, hidden));
-    this.norm_1 = this.registerModule('norm_1', new RMSNorm(hidden, { eps: 1e-6 }));
-    this.mlp = this.registerModule('mlp', GatedMLP.create(hidden, intermediate, { activation: 'silu', bias: false }));
-    this.norm = this.registerModule('norm', new RMSNorm(hidden, { eps: 1e-6 }));
-    this.lm_head = this.registerModule('lm_head', new Linear(hidden, vocab, { bias: false }));
-  }
+  --quick             the one-minute subset (fewer cases, 1 warm-up, 5 repeats, 1.5 s budget per case)
+  --filter PATTERN    only cases whose id matches PATTERN, a regular expression or a plain substring
+                      (repeatable: a case runs if any pattern matches), e.g. --filter 'mlp/swiglu' --filter 'T=512'
+  --backend NAME      wasm (default in Node), cpu or webgpu
+  --json              print the results as JSON on stdout instead of the table (progress goes to stderr)
+  --repeats N         timed runs per case (default 10, --quick 5)
+  --warmup N          untimed runs before them (default 2, --quick 1)
+  --budget SECONDS    stop repeating a case once its timed runs add up to this, after 3 of them (default 10)
+  --out DIR           where the JSON, Markdown and SVG go (default benchmarks/results)
+  --no-write          write no result files
+  --list              list the selected case ids and exit
+`;
 
-  forward(ids: tf.Tensor2D): tf.Tensor3D {
-    return tf.tidy(() => {
-      const h = this.embed_tokens.forward(ids); // [B, T, D]
-      const r = tf.add(h, this.mlp.forward(this.norm_1.forward(h))); // [B, T, D]
-      return this.lm_head.forward(this.norm.forward(r)) as tf.Tensor3D; // [B, T, V]
-    });
-  }
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v == null) return undefined;
+  const x = Number(v);
+  if (!Number.isInteger(x) || x < 0) throw new Error(`--${name} must be a non-negative integer, found "${v}"`);
+  return x;
 }
 
-function argValue(flag: string): string | undefined {
-  const i = process.argv.indexOf(flag);
-  return i >= 0 ? process.argv[i + 1] : undefined;
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    filter: { type: 'string', multiple: true },
+    backend: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    repeats: { type: 'string' },
+    warmup: { type: 'string' },
+    budget: { type: 'string' },
+    out: { type: 'string' },
+    'no-write': { type: 'boolean', default: false },
+    list: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (values.backend != null && !['wasm', 'cpu', 'webgpu'].includes(values.backend)) {
+  process.stderr.write(`--backend must be wasm, cpu or webgpu, found "${values.backend}"\n\n${USAGE}`);
+  process.exit(2);
+}
+if (values.list) {
+  const ids = selectCases(allCases, { quick: values.quick, filters: values.filter ?? [] }).map((c) => c.id);
+  process.stdout.write(`${ids.join('\n')}\n`);
+  process.exit(0);
 }
 
-const backend = await initBackend(argValue('--backend') as BackendName | undefined);
-const model = new TinyLM(256, 64, 172);
-const ids = tf.tensor2d([[1, 2, 3, 4, 5, 6, 7, 8]], [1, 8], 'int32');
-const logits = model.forward(ids);
-console.log(`backend: ${backend.name} (${backend.reason})`);
-console.log(`parameters: ${model.parameterCount().total}`);
-console.log(`input shape: [${ids.shape.join(', ')}] -> logits shape: [${logits.shape.join(', ')}]`);
-tf.dispose([ids, logits]);
-model.dispose();
+const repeats = positiveInt('repeats', values.repeats);
+const budget = values.budget == null ? undefined : Number(values.budget);
+if (budget != null && !(budget >= 0)) throw new Error(`--budget must be a number of seconds, found "${values.budget}"`);
+const run = await runBench({
+  cases: allCases,
+  ...(values.backend != null ? { backend: values.backend as BackendName } : {}),
+  quick: values.quick,
+  filters: values.filter ?? [],
+  ...(repeats != null ? { repeats: Math.max(1, repeats) } : {}),
+  ...(values.warmup != null ? { warmup: positiveInt('warmup', values.warmup)! } : {}),
+  ...(budget != null ? { budgetMs: budget * 1000 } : {}),
+  ...(values['no-write'] ? {} : { outDir: values.out ?? fileURLToPath(new URL('../results', import.meta.url)) }),
+  json: values.json,
+});
+if (run.results.some((r) => r.error != null)) process.exitCode = 1;

@@ -1,0 +1,14 @@
+/**
+ * Every registered case. A block family adds its cases as one file beside this one that exports `cases`, and one
+ * line here.
+ */
+import { checkUniqueIds, type BenchCase } from '../registry.js';
+import { cases as embedding } from './embedding.js';
+import { cases as linear } from './linear.js';
+import { cases as mlp } from './mlp.js';
+import { cases as norm } from './norm.js';
+import { cases as rotary } from './rotary.js';
+
+/** All cases, in the order a run executes them. */
+export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding];
+checkUniqueIds(allCases);

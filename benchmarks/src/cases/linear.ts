@@ -1,0 +1,78 @@
+/**
+ * `Linear`, the matmul every projection is made of, at SmolLM-135M's widths; and the bare matmul in both weight
+ * layouts, because the backends do not treat them alike: `Linear` keeps Hugging Face's `[out, in]` weight and
+ * computes `x·Wᵀ` (`matmul-nt`), while `matmul-nn` multiplies by a weight stored `[in, out]`.
+ *
+ * GFLOP/s counts the 2·T·in·out multiply-adds. At T = 1 the weight read dominates, so GB/s (weight plus
+ * activations) is given there too.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Linear } from '@slmkit/core';
+import { benchCase, type BenchCase } from '../registry.js';
+import { BATCH, F32, SMOLLM, phaseOf } from '../shapes.js';
+
+const shapeOf = (T: number, inF: number, outF: number) => ({
+  phase: phaseOf(T),
+  shape: { B: BATCH, T, in: inF, out: outF },
+  flops: 2 * BATCH * T * inF * outF,
+  // Only a decode step is bound by memory; for a prefill, GB/s would say nothing.
+  ...(T === 1 ? { bytes: (inF * outF + BATCH * T * (inF + outF)) * F32 } : {}),
+});
+
+/** The projections worth timing apart: the MLP's up/gate width and the untied LM head. */
+const PROJECTIONS = [
+  { name: 'up_proj', inF: SMOLLM.hidden, outF: SMOLLM.intermediate, Ts: [1, 128, 512], quick: [1, 128] },
+  { name: 'lm_head', inF: SMOLLM.hidden, outF: SMOLLM.vocab, Ts: [1, 128], quick: [1] },
+];
+
+const modules = PROJECTIONS.flatMap(({ name, inF, outF, Ts, quick }) =>
+  Ts.map((T) =>
+    benchCase({
+      block: 'linear',
+      series: `linear/${name}`,
+      axis: { name: 'T', value: T },
+      ...shapeOf(T, inF, outF),
+      quick: quick.includes(T),
+      setup: () => {
+        const layer = new Linear(inF, outF, { bias: false, seed: 0 });
+        const x = tf.randomNormal([BATCH, T, inF]); // [B, T, in]
+        return {
+          run: () => layer.forward(x), // [B, T, out]
+          teardown: () => {
+            x.dispose();
+            layer.dispose();
+          },
+        };
+      },
+    }),
+  ),
+);
+
+const inF = SMOLLM.hidden;
+const outF = SMOLLM.intermediate;
+const LAYOUTS = [
+  { series: 'linear/matmul-nt', transposeB: true, weightShape: [outF, inF] }, // x [T, in] · W [out, in]ᵀ
+  { series: 'linear/matmul-nn', transposeB: false, weightShape: [inF, outF] }, // x [T, in] · W [in, out]
+];
+
+const matmuls = LAYOUTS.flatMap(({ series, transposeB, weightShape }) =>
+  [1, 128, 512].map((T) =>
+    benchCase({
+      block: 'linear',
+      series,
+      axis: { name: 'T', value: T },
+      ...shapeOf(T, inF, outF),
+      quick: T === 128,
+      setup: () => {
+        const w = tf.randomNormal(weightShape);
+        const x = tf.randomNormal([BATCH * T, inF]); // [B·T, in]
+        return {
+          run: () => tf.matMul(x, w, false, transposeB), // [B·T, out]
+          teardown: () => tf.dispose([x, w]),
+        };
+      },
+    }),
+  ),
+);
+
+export const cases: BenchCase[] = [...modules, ...matmuls];

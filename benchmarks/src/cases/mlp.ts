@@ -1,0 +1,74 @@
+/**
+ * `GatedMLP` (SwiGLU) at SmolLM-135M's widths, d 576 and MLP 1536: a forward, and a training step
+ * (`tf.variableGrads` of a mean-square loss, then one SGD update). GFLOP/s counts the three matmuls, 2·T·d·ff each
+ * forward; the backward doubles that (a gradient for the input and one for the weight), so a step is 3× a forward.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { GatedMLP } from '@slmkit/core';
+import { benchCase, type BenchCase } from '../registry.js';
+import { BATCH, SMOLLM, phaseOf } from '../shapes.js';
+
+const d = SMOLLM.hidden;
+const ff = SMOLLM.intermediate;
+const forwardFlops = (T: number): number => 3 * 2 * BATCH * T * d * ff;
+
+const forward = [1, 128, 512].map((T) =>
+  benchCase({
+    block: 'mlp',
+    series: 'mlp/swiglu/forward',
+    axis: { name: 'T', value: T },
+    phase: phaseOf(T),
+    shape: { B: BATCH, T, d, ff },
+    flops: forwardFlops(T),
+    quick: T !== 512,
+    setup: () => {
+      const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
+      const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]
+      return {
+        run: () => mlp.forward(x), // [B, T, d]
+        teardown: () => {
+          x.dispose();
+          mlp.dispose();
+        },
+      };
+    },
+  }),
+);
+
+const train = [128, 512].map((T) =>
+  benchCase({
+    block: 'mlp',
+    series: 'mlp/swiglu/train',
+    axis: { name: 'T', value: T },
+    phase: 'train',
+    shape: { B: BATCH, T, d, ff },
+    flops: 3 * forwardFlops(T),
+    quick: T === 128,
+    setup: () => {
+      const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
+      const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]
+      const target = tf.randomNormal([BATCH, T, d]); // [B, T, d]
+      const optimizer = tf.train.sgd(1e-3);
+      const params = mlp.trainableParameters();
+      return {
+        run: () => {
+          const { value, grads } = tf.variableGrads(
+            () => tf.mean(tf.squaredDifference(mlp.forward(x), target)) as tf.Scalar,
+            params,
+          );
+          optimizer.applyGradients(grads);
+          tf.dispose(Object.values(grads));
+          // Downloading the loss after the update waits for the whole step, update included, on async backends.
+          return value;
+        },
+        teardown: () => {
+          optimizer.dispose();
+          tf.dispose([x, target]);
+          mlp.dispose();
+        },
+      };
+    },
+  }),
+);
+
+export const cases: BenchCase[] = [...forward, ...train];

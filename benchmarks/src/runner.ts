@@ -1,0 +1,159 @@
+/**
+ * The runner: sets a case up, warms it up, times its repeats, tears it down and checks nothing leaked.
+ *
+ * A timed run is `performance.now()` around `run()` plus `await t.data()` on every tensor it returns, so an
+ * asynchronous backend (webgpu) is timed until its results are really there, not until its commands are queued.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Axis, BenchCase, Phase } from './registry.js';
+
+export interface RunOptions {
+  /** Untimed runs before the timed ones (default 2). */
+  warmup?: number;
+  /** Timed runs (default 10). */
+  repeats?: number;
+  /**
+   * Milliseconds of timed runs after which a case stops repeating, once it has at least 3 (or `repeats`, if fewer)
+   * samples (default 10 000), so that a slow case does not hold the run for minutes.
+   */
+  budgetMs?: number;
+  /** The backend name recorded with each result (default `tf.getBackend()`). */
+  backend?: string;
+  /** Called before each case starts. */
+  onStart?(c: BenchCase, index: number, total: number): void;
+  /** Called as each case finishes. */
+  onResult?(r: CaseResult, index: number, total: number): void;
+}
+
+export interface CaseResult {
+  id: string;
+  block: string;
+  series: string;
+  axis: Axis;
+  phase: Phase;
+  shape: Record<string, number>;
+  backend: string;
+  flops?: number;
+  bytes?: number;
+  /** Timed runs, in milliseconds, in the order they ran. */
+  samplesMs: number[];
+  n: number;
+  medianMs?: number;
+  p10Ms?: number;
+  p90Ms?: number;
+  minMs?: number;
+  maxMs?: number;
+  /** `flops / median`, in 10⁹ per second. */
+  gflops?: number;
+  /** `bytes / median`, in 10⁹ bytes per second. */
+  gbps?: number;
+  /** Milliseconds spent in `setup` (untimed, for information). */
+  setupMs: number;
+  /** `tf.memory().numTensors` after teardown minus before setup: anything but 0 is a leak. */
+  leakedTensors: number;
+  /** The message, when the case threw. */
+  error?: string;
+}
+
+/** The q-quantile of sorted values, interpolating linearly between neighbours. */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+async function timedRun(run: () => tf.Tensor | tf.Tensor[] | Promise<tf.Tensor | tf.Tensor[]>): Promise<number> {
+  const t0 = performance.now();
+  const out = await run();
+  const tensors = Array.isArray(out) ? out : [out];
+  try {
+    for (const t of tensors) await t.data();
+    return performance.now() - t0;
+  } finally {
+    tf.dispose(tensors);
+  }
+}
+
+/** Runs one case: setup, warm-up, timed repeats, teardown, leak check. Never throws; errors land in the result. */
+export async function runCase(c: BenchCase, options: RunOptions = {}): Promise<CaseResult> {
+  const warmup = options.warmup ?? 2;
+  const repeats = options.repeats ?? 10;
+  const budgetMs = options.budgetMs ?? 10_000;
+  const minRepeats = Math.min(3, repeats);
+  const samples: number[] = [];
+  let error: string | undefined;
+  let setupMs = 0;
+  const before = tf.memory().numTensors;
+  try {
+    const t0 = performance.now();
+    const instance = await c.setup();
+    setupMs = performance.now() - t0;
+    try {
+      let warmMs = 0;
+      for (let i = 0; i < warmup && warmMs < budgetMs; i++) {
+        await instance.beforeEach?.();
+        warmMs += await timedRun(() => instance.run());
+      }
+      let spent = 0;
+      while (samples.length < repeats && !(spent >= budgetMs && samples.length >= minRepeats)) {
+        await instance.beforeEach?.();
+        const ms = await timedRun(() => instance.run());
+        samples.push(ms);
+        spent += ms;
+      }
+    } finally {
+      await instance.teardown();
+    }
+  } catch (e) {
+    error = e instanceof Error ? e.message : String(e);
+  }
+  await tf.ready();
+  const leakedTensors = tf.memory().numTensors - before;
+
+  const result: CaseResult = {
+    id: c.id,
+    block: c.block,
+    series: c.series,
+    axis: c.axis,
+    phase: c.phase,
+    shape: c.shape,
+    backend: options.backend ?? tf.getBackend(),
+    samplesMs: samples.map(round4),
+    n: samples.length,
+    setupMs: round4(setupMs),
+    leakedTensors,
+  };
+  if (c.flops != null) result.flops = c.flops;
+  if (c.bytes != null) result.bytes = c.bytes;
+  if (samples.length > 0) {
+    const sorted = [...samples].sort((a, b) => a - b);
+    const median = quantile(sorted, 0.5);
+    result.medianMs = round4(median);
+    result.p10Ms = round4(quantile(sorted, 0.1));
+    result.p90Ms = round4(quantile(sorted, 0.9));
+    result.minMs = round4(sorted[0]!);
+    result.maxMs = round4(sorted[sorted.length - 1]!);
+    if (c.flops != null && median > 0) result.gflops = round4(c.flops / (median * 1e6));
+    if (c.bytes != null && median > 0) result.gbps = round4(c.bytes / (median * 1e6));
+  }
+  if (error != null) result.error = error;
+  return result;
+}
+
+/** Runs cases one after another, reporting each as it finishes. */
+export async function runCases(cases: readonly BenchCase[], options: RunOptions = {}): Promise<CaseResult[]> {
+  const results: CaseResult[] = [];
+  for (const [i, c] of cases.entries()) {
+    options.onStart?.(c, i, cases.length);
+    const r = await runCase(c, options);
+    results.push(r);
+    options.onResult?.(r, i, cases.length);
+  }
+  return results;
+}
+
+function round4(x: number): number {
+  return Number(x.toPrecision(4));
+}
