@@ -57,7 +57,9 @@ export async function take(t: tf.Tensor): Promise<number[]> {
 export function linear(inF: number, outF: number, seed: number, bias = false, scale = 1): Linear {
   const lin = new Linear(inF, outF, { bias, seed });
   if (scale !== 1) {
-    lin.weight.assign(tf.tidy(() => tf.mul(lin.weight, scale)));
+    const scaled = tf.mul(lin.weight, scale);
+    lin.weight.assign(scaled);
+    scaled.dispose();
   }
   return lin;
 }
@@ -66,7 +68,9 @@ export function linear(inF: number, outF: number, seed: number, bias = false, sc
 export function rmsNorm(dim: number, seed: number): RMSNorm {
   const n = new RMSNorm(dim, { eps: 1e-6 });
   const w = randn(dim, seed, 0.2).map((x) => 1 + x);
-  n.weight!.assign(tf.tensor1d(w));
+  const t = tf.tensor1d(w);
+  n.weight!.assign(t);
+  t.dispose();
   return n;
 }
 
