@@ -3,6 +3,7 @@
  * line here.
  */
 import { checkUniqueIds, type BenchCase } from '../registry.js';
+import { cases as attention } from './attention.js';
 import { cases as embedding } from './embedding.js';
 import { cases as linear } from './linear.js';
 import { cases as mlp } from './mlp.js';
@@ -10,5 +11,5 @@ import { cases as norm } from './norm.js';
 import { cases as rotary } from './rotary.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding];
+export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention];
 checkUniqueIds(allCases);

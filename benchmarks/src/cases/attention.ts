@@ -1,0 +1,169 @@
+/**
+ * Attention at SmolLM-135M's shape: grouped-query, 9 query heads sharing 3 key/value heads, head dim 64, causal.
+ *
+ * - `attention/naive` and `attention/chunked`: the two kernels alone on q `[1, 9, T, 64]`, k and v `[1, 3, T, 64]`,
+ *   at T 128, 512 and 2048, so the results show how each grows with T (the naive kernel holds all T² scores, the
+ *   chunked one a tile at a time and skips tiles the causal mask hides).
+ * - `attention/block`: the whole `Attention` block (q/k/v/o projections, rotary, the kernel its `auto` rule picks)
+ *   on `[1, T, 576]`.
+ * - `attention/decode`: one new token through the block against a `KVCache` already holding `ctx` positions;
+ *   `attention/decode-window512` does the same for a block with a 512-token sliding window and its rolling
+ *   `SlidingWindowCache`, whose cost stops growing past the window.
+ *
+ * GFLOP/s counts the useful work of the kernel: q·kᵀ and p·v over the visible (causal) pairs, 4·H·Dh per pair.
+ * A decode step is bound by memory, so it reports GB/s: the cached keys and values plus the four projections'
+ * weights, each read once.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Linear, RotaryEmbedding } from '@slmkit/core';
+import {
+  Attention,
+  KVCache,
+  SlidingWindowCache,
+  chunkedAttention,
+  naiveAttention,
+  type AttentionCache,
+  type AttentionImplementation,
+} from '@slmkit/attention';
+import { benchCase, type BenchCase } from '../registry.js';
+import { BATCH, F32, SMOLLM } from '../shapes.js';
+
+const { hidden: D, heads: H, kvHeads: KV, headDim: Dh } = SMOLLM;
+const PREFILL_TS = [128, 512, 2048];
+const CONTEXTS = [128, 512, 2048];
+const WINDOW = 512;
+
+/** q·kᵀ and p·v over the pairs a causal mask leaves visible between T queries and the T keys they follow. */
+const causalFlops = (T: number): number => 4 * BATCH * H * Dh * ((T * (T + 1)) / 2);
+
+const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i);
+
+function makeBlock(options: { implementation?: AttentionImplementation; slidingWindow?: number | null } = {}): Attention {
+  return new Attention(
+    { hiddenSize: D, numHeads: H, numKVHeads: KV, headDim: Dh, ...options },
+    {
+      qProj: new Linear(D, H * Dh, { bias: false, seed: 1 }),
+      kProj: new Linear(D, KV * Dh, { bias: false, seed: 2 }),
+      vProj: new Linear(D, KV * Dh, { bias: false, seed: 3 }),
+      oProj: new Linear(H * Dh, D, { bias: false, seed: 4 }),
+      rotary: new RotaryEmbedding({ headDim: Dh, base: SMOLLM.ropeTheta, maxPositionEmbeddings: SMOLLM.maxPositions * 2 }),
+    },
+  );
+}
+
+const KERNELS = [
+  { series: 'attention/naive', kernel: naiveAttention, quick: [128, 512] },
+  { series: 'attention/chunked', kernel: chunkedAttention, quick: [128, 512] },
+];
+
+const kernels = KERNELS.flatMap(({ series, kernel, quick }) =>
+  PREFILL_TS.map((T) =>
+    benchCase({
+      block: 'attention',
+      series,
+      axis: { name: 'T', value: T },
+      phase: 'prefill',
+      shape: { B: BATCH, H, KV, T, Dh },
+      flops: causalFlops(T),
+      quick: quick.includes(T),
+      setup: () => {
+        const q = tf.randomNormal([BATCH, H, T, Dh]) as tf.Tensor4D; // [B, H, T, Dh]
+        const k = tf.randomNormal([BATCH, KV, T, Dh]) as tf.Tensor4D; // [B, KV, T, Dh]
+        const v = tf.randomNormal([BATCH, KV, T, Dh]) as tf.Tensor4D; // [B, KV, T, Dh]
+        const positions = range(T);
+        const options = {
+          scale: 1 / Math.sqrt(Dh),
+          rules: { causal: true, slidingWindow: null, prefixLength: 0 },
+          queryPositions: positions,
+          keyPositions: positions,
+        };
+        return {
+          run: () => kernel(q, k, v, options), // [B, H, T, Dh]
+          teardown: () => tf.dispose([q, k, v]),
+        };
+      },
+    }),
+  ),
+);
+
+const block = PREFILL_TS.map((T) =>
+  benchCase({
+    block: 'attention',
+    series: 'attention/block',
+    axis: { name: 'T', value: T },
+    phase: 'prefill',
+    shape: { B: BATCH, T, d: D, H, KV, Dh },
+    // The projections' matmuls plus the kernel's useful work.
+    flops: 2 * BATCH * T * D * (2 * H * Dh + 2 * KV * Dh) + causalFlops(T),
+    quick: false,
+    setup: () => {
+      const attn = makeBlock();
+      const x = tf.randomNormal([BATCH, T, D]) as tf.Tensor3D; // [B, T, D]
+      return {
+        run: () => attn.forward(x), // [B, T, D]
+        teardown: () => {
+          x.dispose();
+          attn.dispose();
+        },
+      };
+    },
+  }),
+);
+
+/** Bytes a decode step must read: the cache's keys and values, and the projection weights. */
+const decodeBytes = (held: number): number => (2 * BATCH * KV * held * Dh + D * (2 * H * Dh + 2 * KV * Dh)) * F32;
+
+const DECODES = [
+  {
+    series: 'attention/decode',
+    window: null,
+    makeCache: (): AttentionCache => new KVCache(),
+    held: (ctx: number) => ctx,
+    quick: [128, 2048],
+  },
+  {
+    series: `attention/decode-window${WINDOW}`,
+    window: WINDOW,
+    makeCache: (): AttentionCache => new SlidingWindowCache(WINDOW),
+    held: (ctx: number) => Math.min(ctx, WINDOW),
+    quick: [] as number[],
+  },
+];
+
+const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
+  CONTEXTS.map((ctx) =>
+    benchCase({
+      block: 'attention',
+      series,
+      axis: { name: 'ctx', value: ctx },
+      phase: 'decode',
+      shape: { B: BATCH, ctx, d: D, H, KV, Dh },
+      bytes: decodeBytes(held(ctx)),
+      quick: quick.includes(ctx),
+      setup: () => {
+        const attn = makeBlock({ slidingWindow: window });
+        const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+        const v0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+        const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
+        let cache: AttentionCache | undefined;
+        return {
+          // Each step grows the cache, so every timed step starts from a fresh cache holding exactly ctx positions.
+          beforeEach: () => {
+            cache?.dispose();
+            cache = makeCache();
+            const kv = cache.update(k0, v0);
+            tf.dispose([kv.keys, kv.values]);
+          },
+          run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
+          teardown: () => {
+            cache?.dispose();
+            tf.dispose([k0, v0, x]);
+            attn.dispose();
+          },
+        };
+      },
+    }),
+  ),
+);
+
+export const cases: BenchCase[] = [...kernels, ...block, ...decode];
