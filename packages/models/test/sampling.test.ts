@@ -116,7 +116,11 @@ describe('logits processors', () => {
     expect(kept(applyTopP(logits, 0.96))).toEqual([0, 1, 2, 3, 4]);
     expect(kept(applyTopP(logits, 1))).toEqual([0, 1, 2, 3, 4]);
     expect(kept(applyTopP(logits, 1e-12))).toEqual([1]); // always at least one
-    // A boundary exactly at p stops there (four equal tokens: two reach 0.5); ties go to the lower id.
+    // A boundary exactly at p stops there, also through float32 rounding of the logits.
+    expect(kept(applyTopP(logits, 0.65))).toEqual([1, 2]);
+    expect(kept(applyTopP(logits, 0.85))).toEqual([1, 2, 3]);
+    expect(kept(applyTopP(logitsOf(0.5, 0.3, 0.2), 0.8))).toEqual([0, 1]);
+    // Four equal tokens: two reach 0.5 exactly; ties go to the lower id.
     expect(kept(applyTopP(row(0, 0, 0, 0), 0.5))).toEqual([0, 1]);
     expect(() => applyTopP(logits, 0)).toThrow(ConfigError);
     expect(() => applyTopP(logits, 1.01)).toThrow(ConfigError);

@@ -287,11 +287,15 @@ export function applyTopK(logits: Float32Array, k: number): Float32Array {
   return out;
 }
 
+/** How far below p a cumulative probability may fall and still count as reaching it (see applyTopP). */
+const TOP_P_TOLERANCE = 1e-6;
+
 /**
  * Nucleus (top-p) filtering (Holtzman et al., 2019), Hugging Face's `TopPLogitsWarper`: sorts tokens by
- * probability (ties by id), keeps the smallest prefix whose probability sums to at least `p` (within 1e-9, so that
- * a boundary exactly at p is not lost to rounding), and always keeps the most likely token. The rest become
- * -Infinity. `p = 1` keeps all.
+ * probability (ties by id), keeps the smallest prefix whose probability sums to at least `p`, and always keeps the
+ * most likely token. The rest become -Infinity. `p = 1` keeps all. A sum within 1e-6 below p counts as reaching
+ * it: float32 logits carry relative errors near 1e-7, which would otherwise decide a boundary that is exactly at p
+ * (probabilities 0.5, 0.3, 0.2 and p = 0.8).
  *
  * @returns a new row `[V]`.
  * @throws {@link ConfigError} unless p is in (0, 1].
@@ -316,7 +320,7 @@ export function applyTopP(logits: Float32Array, p: number): Float32Array {
   const keep = new Uint8Array(logits.length);
   let before = 0; // probability of the tokens ranked above the current one
   for (const i of order) {
-    if (before >= p - 1e-9 && before > 0) break;
+    if (before >= p - TOP_P_TOLERANCE && before > 0) break;
     keep[i] = 1;
     before += probs[i]!;
   }
