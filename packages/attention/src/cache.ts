@@ -197,6 +197,19 @@ export abstract class AttentionCache {
     return { keys: this.keys.clone(), values: this.values.clone(), keyPositions: this.positions.slice() };
   }
 
+  /**
+   * Reads the cache's state back to JavaScript (an asynchronous download): plain numbers and `Float32Array`s that
+   * can be saved (structured clone, or the arrays' bytes) and given to {@link AttentionCache.restore}.
+   */
+  async snapshot(): Promise<CacheSnapshot> {
+    this.checkAlive();
+    const read = async (t: tf.Tensor4D | null) => (t == null ? null : { shape: t.shape.slice(), data: (await t.data()) as Float32Array });
+    return { ...this.settings(), length: this.seen, keyPositions: this.positions.slice(), keys: await read(this.keys), values: await read(this.values) };
+  }
+
+  /** The kind and constructor settings, for {@link AttentionCache.snapshot}. */
+  protected abstract settings(): Pick<CacheSnapshot, 'kind' | 'window' | 'prefixLength'>;
+
   /** Frees the stored tensors. Safe to call twice; the cache is unusable afterwards. */
   dispose(): void {
     this.keys?.dispose();
@@ -209,6 +222,58 @@ export abstract class AttentionCache {
 
   /** Indices into `allPositions` (ascending) to keep after an update. */
   protected abstract retained(allPositions: readonly number[]): number[];
+
+  /**
+   * Rebuilds a cache from {@link AttentionCache.snapshot}: a {@link KVCache} or {@link SlidingWindowCache} holding
+   * the same positions, keys and values, on the current backend.
+   *
+   * @throws ConfigError for an unknown kind, or a snapshot whose positions and tensors disagree.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { AttentionCache, KVCache } from '@slmkit/attention';
+   * const cache = new KVCache();
+   * tf.tidy(() => { cache.update(tf.ones([1, 1, 2, 4]) as tf.Tensor4D, tf.ones([1, 1, 2, 4]) as tf.Tensor4D); });
+   * const saved = await cache.snapshot();
+   * cache.dispose();
+   * const again = AttentionCache.restore(saved);
+   * console.log(again.length); // 2
+   * again.dispose();
+   * ```
+   */
+  static restore(snapshot: CacheSnapshot): AttentionCache {
+    const fail = (msg: string, found: unknown): never => {
+      throw new ConfigError(`AttentionCache.restore: ${msg}`, { field: 'snapshot', found });
+    };
+    if (snapshot == null || typeof snapshot !== 'object') fail('expected a snapshot object', snapshot);
+    const { keys, values, keyPositions, length } = snapshot;
+    if (!Array.isArray(keyPositions) || !Number.isInteger(length) || length < 0) fail('length and keyPositions are malformed', { length });
+    if ((keys == null) !== (values == null) || (keys == null && keyPositions.length > 0)) fail('keys and values must both be present (or both null when empty)', null);
+    for (const [name, t] of [['keys', keys], ['values', values]] as const) {
+      if (t == null) continue;
+      const size = t.shape.reduce((a, b) => a * b, 1);
+      if (t.shape.length !== 4 || t.shape[2] !== keyPositions.length || size !== t.data.length) {
+        fail(`${name} of shape [${t.shape.join(', ')}] and ${t.data.length} values do not fit ${keyPositions.length} positions`, t.shape);
+      }
+    }
+    const cache: AttentionCache =
+      snapshot.kind === 'kv'
+        ? new KVCache()
+        : snapshot.kind === 'sliding-window'
+          ? new SlidingWindowCache(snapshot.window as number, { prefixLength: snapshot.prefixLength })
+          : fail(`unknown kind ${JSON.stringify(snapshot.kind)} (expected "kv" or "sliding-window")`, snapshot.kind);
+    return cache.load(snapshot);
+  }
+
+  /** Loads a snapshot's tensors and positions into this (fresh) cache. */
+  protected load(s: CacheSnapshot): this {
+    this.keys = s.keys == null ? null : (tf.keep(tf.tensor4d(s.keys.data, s.keys.shape as [number, number, number, number])) as tf.Tensor4D);
+    this.values = s.values == null ? null : (tf.keep(tf.tensor4d(s.values.data, s.values.shape as [number, number, number, number])) as tf.Tensor4D);
+    this.positions = s.keyPositions.slice();
+    this.seen = s.length;
+    return this;
+  }
 
   /** Copies the state into `target` (a fresh cache of the same kind); the copy owns its own tensor handles. */
   protected copyInto<C extends AttentionCache>(target: C): C {
@@ -270,6 +335,10 @@ function selectPositions(x: tf.Tensor4D, indices: number[]): tf.Tensor4D {
 export class KVCache extends AttentionCache {
   protected retained(allPositions: readonly number[]): number[] {
     return allPositions.map((_, i) => i);
+  }
+
+  protected settings(): Pick<CacheSnapshot, 'kind'> {
+    return { kind: 'kv' };
   }
 
   /** An independent copy sharing no tensor handle with this one. */
@@ -359,8 +428,40 @@ export class SlidingWindowCache extends AttentionCache {
     return [...prefix, ...rest.slice(Math.max(0, rest.length - this.window))];
   }
 
+  protected settings(): Pick<CacheSnapshot, 'kind' | 'window' | 'prefixLength'> {
+    return { kind: 'sliding-window', window: this.window, prefixLength: this.prefixLength };
+  }
+
   /** An independent copy sharing no tensor handle with this one. */
   clone(): SlidingWindowCache {
     return this.copyInto(new SlidingWindowCache(this.window, { prefixLength: this.prefixLength }));
   }
+}
+
+/**
+ * The state of an {@link AttentionCache} in plain JavaScript, from {@link AttentionCache.snapshot}.
+ *
+ * @example
+ * ```ts
+ * import type { CacheSnapshot } from '@slmkit/attention';
+ * function positionsHeld(s: CacheSnapshot): number {
+ *   return s.keyPositions.length;
+ * }
+ * ```
+ */
+export interface CacheSnapshot {
+  /** `kv` for {@link KVCache}, `sliding-window` for {@link SlidingWindowCache}. */
+  kind: 'kv' | 'sliding-window';
+  /** The window of a sliding-window cache. */
+  window?: number;
+  /** The kept prefix of a sliding-window cache. */
+  prefixLength?: number;
+  /** Absolute positions seen. */
+  length: number;
+  /** The absolute position of each held key. */
+  keyPositions: number[];
+  /** Keys `[B, KV, held, Dh]`, row-major; null while empty. */
+  keys: { shape: number[]; data: Float32Array } | null;
+  /** Values `[B, KV, held, Dv]`, row-major; null while empty. */
+  values: { shape: number[]; data: Float32Array } | null;
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError, initBackend } from '@slmkit/core';
-import { KVCache, SlidingWindowCache, type AttentionCache } from '../src/index.js';
+import { AttentionCache, KVCache, SlidingWindowCache } from '../src/index.js';
 import { build, type Case } from './build.js';
 import { disposeAll, expectClose, take } from './helpers.js';
 
@@ -159,5 +159,37 @@ describe('SlidingWindowCache', () => {
   it('rejects a window that is not a positive integer', () => {
     expect(() => new SlidingWindowCache(0)).toThrow(ConfigError);
     expect(() => new SlidingWindowCache(2, { prefixLength: -1 })).toThrow(/prefixLength must be a non-negative integer, found -1/);
+  });
+});
+
+describe('snapshots', () => {
+  it('snapshot then restore continues decoding exactly like the original (both kinds)', async () => {
+    const c: Case = { ...base, T: 8, window: 3, prefix: 1 };
+    const { attn, x } = build(c);
+    const { tensor } = x(c.B, c.T, 2);
+    for (const make of [() => new KVCache(), () => new SlidingWindowCache(3, { prefixLength: 1 })]) {
+      const cache = make();
+      const prompt = tf.slice(tensor, [0, 0, 0], [c.B, 6, c.D]) as tf.Tensor3D;
+      tf.dispose(attn.forward(prompt, { cache }));
+      const saved = await cache.snapshot();
+      expect(saved.length).toBe(6);
+      expect(saved.keyPositions).toEqual(cache.keyPositions);
+      const restored = AttentionCache.restore(structuredClone(saved));
+      expect(restored.constructor).toBe(cache.constructor);
+      expect(restored.dims).toEqual(cache.dims);
+      const step = tf.slice(tensor, [0, 6, 0], [c.B, 1, c.D]) as tf.Tensor3D;
+      expectClose(await take(attn.forward(step, { cache: restored })), await take(attn.forward(step, { cache })), 0);
+      disposeAll(prompt, step);
+      cache.dispose();
+      restored.dispose();
+    }
+    tensor.dispose();
+    attn.dispose();
+  });
+  it('restore rejects a malformed snapshot with ConfigError', () => {
+    const data = new Float32Array(8);
+    const bad = { kind: 'kv' as const, length: 2, keyPositions: [0, 1, 2], keys: { shape: [1, 1, 2, 4], data }, values: { shape: [1, 1, 2, 4], data } };
+    expect(() => AttentionCache.restore(bad)).toThrow('AttentionCache.restore: keys of shape [1, 1, 2, 4] and 8 values do not fit 3 positions');
+    expect(() => AttentionCache.restore({ ...bad, kind: 'paged' as 'kv' })).toThrow(ConfigError);
   });
 });
