@@ -563,6 +563,7 @@ export class Attention extends Module {
         let kh = heads(k!, KV, Dh, kNorm); // [B, KV, T, Dh]
         if (rotary != null) kh = rotary.apply(kh, rotaryArg!); // [B, KV, T, Dh]
         const vh = heads(v!, KV, Dv, undefined); // [B, KV, T, Dv]
+        // With a cache: everything held plus the new positions, keys [B, KV, S, Dh] and values [B, KV, S, Dv].
         kv = call.cache != null ? call.cache.update(kh, vh) : { keys: kh, values: vh, keyPositions: queryPositions.slice() };
       }
 
@@ -682,6 +683,17 @@ export class Attention extends Module {
     }
     const qStart = start!;
     const queryPositions = Array.from({ length: T }, (_, t) => qStart + t);
+
+    const tables = call.rotaryTables;
+    if (tables != null && this.parts.rotary != null) {
+      const r = this.parts.rotary.rotaryDim;
+      const fits = (t: unknown): boolean =>
+        t instanceof tf.Tensor && (t.rank === 2 || (t.rank === 3 && (t.shape[0] === B || t.shape[0] === 1))) && t.shape[t.rank - 2] === T && t.shape[t.rank - 1] === r;
+      if (!fits(tables.cos) || !fits(tables.sin)) {
+        const show = (t: unknown) => (t instanceof tf.Tensor ? `[${t.shape.join(', ')}]` : typeof t);
+        shapeError('rotaryTables', `rotaryTables cos and sin must be [${T}, ${r}] or [${B}, ${T}, ${r}], found ${show(tables.cos)} and ${show(tables.sin)}`, [T, r], [show(tables.cos), show(tables.sin)]);
+      }
+    }
 
     let keyIndexForMask: number[] | null = null;
     const m = call.attentionMask;

@@ -43,6 +43,27 @@ describe('chunked equals naive through the block', () => {
     });
   }
 
+  it('never materialises a [T, S] score matrix: every kernel output is at most a tile wide', async () => {
+    const c: Case = { B: 1, T: 64, D: 8, H: 2, KV: 1, Dh: 4, window: 8, queryBlockSize: 8, keyBlockSize: 8 };
+    const { attn, x } = build(c);
+    const { tensor } = x(1, c.T, 3);
+    const profile = await tf.profile(() => {
+      tf.dispose(attn.forward(tensor, { implementation: 'chunked' }));
+    });
+    const scoreLike = profile.kernels.filter((k) => k.outputShapes.some((s) => s.length >= 3 && s[s.length - 1] === c.T));
+    expect(scoreLike.map((k) => k.name)).toEqual([]);
+    const tiles = profile.kernels.filter((k) => k.name === 'BatchMatMul');
+    // Window 8 with 8 × 8 tiles: query block 0 sees key block 0, blocks 1..7 see 2 key blocks each; the other 6 of
+    // every 8 are skipped. 15 tiles × 2 matmuls (q·kᵀ, p·v) + the 4 projections.
+    expect(tiles.length).toBe(15 * 2 + 4);
+    const naive = await tf.profile(() => {
+      tf.dispose(attn.forward(tensor, { implementation: 'naive' }));
+    });
+    expect(naive.kernels.some((k) => k.outputShapes.some((s) => s.length === 4 && s[2] === c.T && s[3] === c.T))).toBe(true);
+    tensor.dispose();
+    attn.dispose();
+  });
+
   it('auto picks chunked above T·S = 256·256 and naive below', async () => {
     expect(CHUNKED_THRESHOLD).toBe(65536);
     const c: Case = { B: 1, T: 257, D: 4, H: 1, KV: 1, Dh: 4, window: 8, queryBlockSize: 128, keyBlockSize: 128 };

@@ -203,6 +203,13 @@ describe('validation', () => {
       expect(() => attn.forward(tensor, { positions: [[0, 1, 2]] })).toThrow('Attention: per-row positions must be [2][3] finite numbers, found 1 rows');
       expect(() => attn.forward(tensor, { positions: -1 })).toThrow(ConfigError);
       expect(() => attn.forward(tensor, { implementation: 'fast' as 'auto' })).toThrow(ConfigError);
+      const { attn: roped } = build({ ...c, rotary: { base: 100 } });
+      const cos = tf.ones([4, 4]);
+      expect(() => roped.forward(tensor, { rotaryTables: { cos, sin: cos } })).toThrow(
+        'Attention: rotaryTables cos and sin must be [3, 4] or [2, 3, 4], found [4, 4] and [4, 4]',
+      );
+      cos.dispose();
+      roped.dispose();
       tensor.dispose();
       attn.dispose();
     });

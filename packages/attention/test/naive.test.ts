@@ -58,6 +58,20 @@ describe('Attention (naive) against a float64 reference', () => {
     });
   }
 
+  it('rotaryTables from cosSin give what positions give (shared and per-row tables)', async () => {
+    const c: Case = { ...base, rotary: { base: 100 } };
+    const { attn, x } = build(c);
+    const rope = attn.parts.rotary!;
+    const { tensor } = x(c.B, c.T, 4);
+    const shared = rope.cosSin({ offset: 3, length: c.T });
+    const rows = [[0, 0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 6]];
+    const perRow = rope.cosSin(rows);
+    expectClose(await take(attn.forward(tensor, { rotaryTables: shared, positions: 3 })), await take(attn.forward(tensor, { positions: 3 })), 1e-6);
+    expectClose(await take(attn.forward(tensor, { rotaryTables: perRow })), await take(attn.forward(tensor, { positions: rows })), 1e-6);
+    disposeAll(tensor, shared.cos, shared.sin, perRow.cos, perRow.sin);
+    attn.dispose();
+  });
+
   it('a fully masked query row gives oProj(0) = the o bias, never NaN', async () => {
     const c: Case = { ...base, bias: true };
     const { attn, x } = build(c);
