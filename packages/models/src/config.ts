@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Activation, RotaryConfig } from '@slmkit/core';
+import { ConfigError, type Activation, type RotaryConfig } from '@slmkit/core';
 
 /**
  * The transformer families slmkit loads from Hugging Face checkpoints (their `model_type`).
@@ -46,7 +46,24 @@ export interface QKNormConfig {
   norm: NormConfig;
   /** `head`: over each head's `headDim` features; `projection`: over all of q's (or k's) features at once. */
   scope: 'head' | 'projection';
+  /**
+   * With `scope: 'head'`: one weight vector `[headDim]` shared by every head (Phi's `qk_layernorm`, a single
+   * `nn.LayerNorm(head_dim)`) instead of one per head (StableLM's `norms.<h>`). Default false.
+   */
+  sharedAcrossHeads?: boolean;
 }
+
+/**
+ * The kind of attention one layer uses: `full_attention` (causal, every earlier key) or `sliding_attention`
+ * (causal within {@link CausalLMConfig.slidingWindow}). Named as Hugging Face's `layer_types` names them.
+ *
+ * @example
+ * ```ts
+ * import type { LayerType } from '@slmkit/models';
+ * const layers: LayerType[] = ['full_attention', 'sliding_attention'];
+ * ```
+ */
+export type LayerType = 'full_attention' | 'sliding_attention';
 
 /**
  * A decoder-only transformer, from embeddings to logits. Every field is plain JSON, so a config can be saved,
@@ -105,6 +122,11 @@ export interface CausalLMConfig {
   parallelResidual: boolean;
   /** Mistral sliding window W (query i sees key j iff 0 <= i - j < W), or null for full attention. */
   slidingWindow: number | null;
+  /**
+   * Which layers use the sliding window (Qwen2's `use_sliding_window` + `max_window_layers`). When absent, every
+   * layer does if {@link CausalLMConfig.slidingWindow} is set. Ignored when `slidingWindow` is null.
+   */
+  layerTypes?: LayerType[];
   /** The LM head reuses the embedding matrix (no `lm_head.weight` in the checkpoint). */
   tieWordEmbeddings: boolean;
   /** The LM head has a bias (Phi-1/1.5/2). */
@@ -119,4 +141,113 @@ export interface CausalLMConfig {
   eosTokenId: number | number[] | null;
   /** Padding token id. */
   padTokenId: number | null;
+}
+
+const FAMILY_NAMES: readonly TransformerFamily[] = ['llama', 'mistral', 'qwen2', 'gemma', 'phi', 'phi3', 'stablelm'];
+
+function configFail(field: string, expected: string, found: unknown): never {
+  const shown = typeof found === 'string' ? `"${found}"` : (JSON.stringify(found) ?? String(found));
+  throw new ConfigError(`CausalLMConfig: ${field} must be ${expected}, found ${shown}`, { field, expected, found });
+}
+
+function checkInt(field: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) configFail(field, 'a positive integer', v);
+}
+
+function checkBool(field: string, v: unknown): void {
+  if (typeof v !== 'boolean') configFail(field, 'a boolean', v);
+}
+
+function checkNorm(field: string, n: unknown): void {
+  const norm = n as NormConfig | null;
+  if (norm == null || typeof norm !== 'object') return configFail(field, 'a NormConfig object', n);
+  const type: unknown = norm.type;
+  if (type !== 'rms' && type !== 'layer') configFail(`${field}.type`, '"rms" or "layer"', type);
+  if (typeof norm.eps !== 'number' || !Number.isFinite(norm.eps) || norm.eps <= 0) configFail(`${field}.eps`, 'a finite number > 0', norm.eps);
+  if (norm.type === 'rms' && norm.unitOffset !== undefined) checkBool(`${field}.unitOffset`, norm.unitOffset);
+  if (norm.type === 'layer' && norm.bias !== undefined) checkBool(`${field}.bias`, norm.bias);
+}
+
+function checkTokenId(field: string, v: unknown): void {
+  if (v !== null && (typeof v !== 'number' || !Number.isInteger(v) || v < 0)) configFail(field, 'a token id (an integer >= 0) or null', v);
+}
+
+/**
+ * Checks a {@link CausalLMConfig} eagerly, as {@link CausalLM}'s constructor does, and throws a `ConfigError`
+ * naming the first wrong field with the expected and the found value. Rotary details are checked by
+ * `RotaryEmbedding` when the model is built; the activation by the MLP.
+ *
+ * @throws `ConfigError` for the first invalid or inconsistent field.
+ *
+ * @example
+ * ```ts
+ * import { validateCausalLMConfig, type CausalLMConfig } from '@slmkit/models';
+ * declare const config: CausalLMConfig;
+ * try {
+ *   validateCausalLMConfig({ ...config, numKVHeads: 3, numHeads: 8 });
+ * } catch (e) {
+ *   console.log((e as Error).message); // "CausalLMConfig: numKVHeads must be a divisor of numHeads (8), found 3"
+ * }
+ * ```
+ */
+export function validateCausalLMConfig(config: CausalLMConfig): void {
+  if (config == null || typeof config !== 'object') configFail('config', 'a CausalLMConfig object', config);
+  if (!FAMILY_NAMES.includes(config.family)) configFail('family', `one of ${FAMILY_NAMES.join(', ')}`, config.family);
+  for (const k of ['vocabSize', 'hiddenSize', 'numLayers', 'numHeads', 'numKVHeads', 'headDim', 'intermediateSize', 'maxPositionEmbeddings'] as const) {
+    checkInt(k, config[k]);
+  }
+  if (config.numHeads % config.numKVHeads !== 0) {
+    configFail('numKVHeads', `a divisor of numHeads (${config.numHeads})`, config.numKVHeads);
+  }
+  if (config.mlp !== 'gated' && config.mlp !== 'plain') configFail('mlp', '"gated" or "plain"', config.mlp);
+  checkNorm('norm', config.norm);
+  if (config.rotary == null || typeof config.rotary !== 'object') configFail('rotary', 'a RotaryConfig object', config.rotary);
+  if (config.rotary.headDim !== config.headDim) configFail('rotary.headDim', `equal to headDim (${config.headDim})`, config.rotary.headDim);
+  const bias = config.attentionBias;
+  if (bias == null || typeof bias !== 'object') configFail('attentionBias', 'an object { q, k, v, o } of booleans', bias);
+  for (const k of ['q', 'k', 'v', 'o'] as const) checkBool(`attentionBias.${k}`, bias[k]);
+  for (const k of ['mlpBias', 'fusedQKV', 'fusedGateUp', 'parallelResidual', 'tieWordEmbeddings', 'lmHeadBias', 'scaleEmbeddings'] as const) {
+    checkBool(k, config[k]);
+  }
+  if (config.fusedQKV && (bias.q !== bias.k || bias.q !== bias.v)) {
+    configFail('attentionBias', 'the same bias flag for q, k and v when fusedQKV is true (one qkv_proj)', bias);
+  }
+  if (config.fusedGateUp && config.mlp !== 'gated') configFail('fusedGateUp', 'false when mlp is "plain"', true);
+  if (config.qkNorm !== null) {
+    const q = config.qkNorm;
+    if (q == null || typeof q !== 'object') configFail('qkNorm', 'a QKNormConfig object or null', q);
+    checkNorm('qkNorm.norm', q.norm);
+    if (q.scope !== 'head' && q.scope !== 'projection') configFail('qkNorm.scope', '"head" or "projection"', q.scope);
+    if (q.sharedAcrossHeads !== undefined) checkBool('qkNorm.sharedAcrossHeads', q.sharedAcrossHeads);
+  }
+  if (config.slidingWindow !== null) checkInt('slidingWindow', config.slidingWindow);
+  if (config.layerTypes !== undefined) {
+    if (!Array.isArray(config.layerTypes) || config.layerTypes.length !== config.numLayers) {
+      configFail('layerTypes', `a list of numLayers (${config.numLayers}) layer types`, config.layerTypes);
+    }
+    config.layerTypes.forEach((t, i) => {
+      if (t !== 'full_attention' && t !== 'sliding_attention') configFail(`layerTypes[${i}]`, '"full_attention" or "sliding_attention"', t);
+    });
+  }
+  checkTokenId('bosTokenId', config.bosTokenId);
+  checkTokenId('padTokenId', config.padTokenId);
+  if (Array.isArray(config.eosTokenId)) config.eosTokenId.forEach((id, i) => checkTokenId(`eosTokenId[${i}]`, id));
+  else checkTokenId('eosTokenId', config.eosTokenId);
+}
+
+/**
+ * The sliding window of layer `layer`, or null when it attends to every earlier key: `slidingWindow` on the
+ * layers {@link CausalLMConfig.layerTypes} marks `sliding_attention` (every layer when it is absent).
+ *
+ * @example
+ * ```ts
+ * import { layerWindow, type CausalLMConfig } from '@slmkit/models';
+ * declare const config: CausalLMConfig;
+ * const windows = Array.from({ length: config.numLayers }, (_, i) => layerWindow(config, i));
+ * ```
+ */
+export function layerWindow(config: CausalLMConfig, layer: number): number | null {
+  if (config.slidingWindow === null) return null;
+  if (config.layerTypes === undefined) return config.slidingWindow;
+  return config.layerTypes[layer] === 'sliding_attention' ? config.slidingWindow : null;
 }

@@ -1,0 +1,354 @@
+/**
+ * `CausalLM`: a decoder-only transformer language model built from a {@link CausalLMConfig}, with Hugging Face
+ * parameter names, explicit caches and generation.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { AttentionImplementation } from '@slmkit/attention';
+import { ConfigError, Embedding, Linear, Module, RotaryEmbedding, ShapeError, type LayerNorm, type RMSNorm } from '@slmkit/core';
+import { layerWindow, validateCausalLMConfig, type CausalLMConfig } from './config.js';
+import { DecoderLayer, buildNorm } from './decoder-layer.js';
+import { FAMILIES } from './families/index.js';
+import { generate, stream, type GenerateInput, type GenerateOptions, type GenerateOutput, type GenerateStep, type PromptTokenizer } from './generate.js';
+import { ModuleList } from './layers/module-list.js';
+import { ModelCache } from './model-cache.js';
+
+/**
+ * Per-call options of {@link CausalLM.forward}.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { ForwardOptions } from '@slmkit/models';
+ * const options: ForwardOptions = {
+ *   attentionMask: tf.tensor2d([[0, 1, 1], [1, 1, 1]]), // row 0 has one left-pad token
+ *   positions: [[0, 0, 1], [0, 1, 2]], // rotary positions per row
+ * };
+ * ```
+ */
+export interface ForwardOptions {
+  /** The caches to read and append to (from {@link CausalLM.createCache}); without one the call is stateless. */
+  cache?: ModelCache;
+  /**
+   * `[B, S_total]`, 1 for a real token and 0 for padding, over every position so far (cached and new). Padding
+   * keys are hidden from every query.
+   */
+  attentionMask?: tf.Tensor2D;
+  /**
+   * Rotary positions per row, `[B][T]` (left padding: Hugging Face's `cumsum(mask) − 1`). Default: the slot
+   * positions `cache.length … cache.length + T − 1`, as `transformers` uses without `position_ids`.
+   */
+  positions?: number[][];
+  /** The attention kernel (`auto` by default: naive for short sequences, chunked for long ones). */
+  implementation?: AttentionImplementation;
+}
+
+/**
+ * The body of a {@link CausalLM} (Hugging Face's `LlamaModel`, registered as `model`): token embeddings, the
+ * decoder layers and the final norm, mapping ids to the last hidden states.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { CausalLM, configFromHF } from '@slmkit/models';
+ * const lm = new CausalLM(configFromHF({
+ *   model_type: 'qwen2', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+ *   num_attention_heads: 4, num_key_value_heads: 2,
+ * }));
+ * const ids = tf.tensor2d([[1, 2, 3]], undefined, 'int32');
+ * const hidden = lm.model.forward(ids); // [1, 3, 32]
+ * console.log(hidden.shape);
+ * tf.dispose([ids, hidden]);
+ * lm.dispose();
+ * ```
+ */
+export class TransformerModel extends Module {
+  /** The configuration it was built from. */
+  readonly config: Readonly<CausalLMConfig>;
+  /** `embed_tokens`: `[vocab, D]`. */
+  readonly embedTokens: Embedding;
+  /** `layers.<i>`. */
+  readonly layers: ModuleList<DecoderLayer>;
+  /** The final norm (`norm`, or Phi's `final_layernorm`). */
+  readonly norm: RMSNorm | LayerNorm;
+  /** The rotary embedding every layer shares (no parameters). */
+  readonly rotary: RotaryEmbedding;
+
+  /** @param config - a validated config (see {@link validateCausalLMConfig}). */
+  constructor(config: CausalLMConfig) {
+    super();
+    this.config = config;
+    this.rotary = new RotaryEmbedding(config.rotary);
+    this.embedTokens = this.registerModule('embed_tokens', new Embedding(config.vocabSize, config.hiddenSize));
+    this.layers = this.registerModule(
+      'layers',
+      new ModuleList(Array.from({ length: config.numLayers }, (_, i) => new DecoderLayer(config, i, this.rotary))),
+    );
+    this.norm = this.registerModule(FAMILIES[config.family].names.finalNorm, buildNorm(config.norm, config.hiddenSize));
+  }
+
+  /**
+   * @param ids - int32 `[B, T]`.
+   * @param options - cache, mask, positions; see {@link ForwardOptions}.
+   * @returns the final hidden states, float32 `[B, T, D]`, after the final norm; the caller owns them.
+   */
+  forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    const [B, T] = checkIds(ids, this.config.vocabSize);
+    const { cache, attentionMask, positions, implementation } = options;
+    if (cache != null) checkCache(cache, this.config.numLayers);
+    if (positions != null) checkPositions(positions, B, T);
+    const offset = cache?.length ?? 0;
+    return tf.tidy(() => {
+      // One pair of cos/sin tables for every layer: [T, r], or [B, T, r] with per-row positions.
+      const rotaryTables = this.rotary.cosSin(positions ?? { offset, length: T });
+      let h = this.embedTokens.forward(ids) as tf.Tensor3D; // [B, T, D]
+      // Gemma: the normaliser is sqrt(D) rounded to the activations' dtype (float32), as transformers does.
+      if (this.config.scaleEmbeddings) h = tf.mul(h, Math.fround(Math.sqrt(this.config.hiddenSize))) as tf.Tensor3D;
+      this.layers.items.forEach((layer, i) => {
+        h = layer.forward(h, { rotaryTables, attentionMask, cache: cache?.layers[i], implementation }); // [B, T, D]
+      });
+      return this.norm.forward(h) as tf.Tensor3D; // [B, T, D]
+    });
+  }
+}
+
+/**
+ * A decoder-only transformer language model: {@link TransformerModel} (`model.*`) and an LM head (`lm_head`, or
+ * the embedding matrix itself when `tieWordEmbeddings`). One class covers Llama (TinyLlama, SmolLM), Mistral,
+ * Qwen2, Gemma, Phi-1/1.5/2, Phi-3 and StableLM; the config says what differs, and every parameter carries the
+ * family's Hugging Face `state_dict` name (`model.layers.0.self_attn.q_proj.weight`), so
+ * {@link Module.loadWeights} takes a checkpoint as it is stored. {@link fromPretrained} reads a folder.
+ *
+ * ```text
+ * h_0 = embed(ids)  (· √D for Gemma)
+ * h_l = layer_l(h_{l−1})                     l = 1 … L   (see DecoderLayer)
+ * logits = lm_head(norm(h_L))                [B, T, vocab]
+ * ```
+ *
+ * **State is explicit**: decoding caches come from {@link CausalLM.createCache}, are passed to every call and
+ * disposed by the caller; the model holds no hidden state between calls.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { CausalLM, configFromHF } from '@slmkit/models';
+ * const model = new CausalLM(configFromHF({
+ *   model_type: 'llama', vocab_size: 128, hidden_size: 48, intermediate_size: 96, num_hidden_layers: 2,
+ *   num_attention_heads: 4, num_key_value_heads: 2,
+ * }));
+ * const ids = tf.tensor2d([[5, 6, 7, 8]], undefined, 'int32');
+ * const logits = model.forward(ids); // [1, 4, 128]
+ * const out = await model.generate(ids, { maxNewTokens: 4 }); // greedy
+ * console.log(logits.shape, out.tokens[0].length); // [1, 4, 128] 4
+ * tf.dispose([ids, logits]);
+ * model.dispose();
+ * ```
+ */
+export class CausalLM extends Module {
+  /** The configuration it was built from (frozen). */
+  readonly config: Readonly<CausalLMConfig>;
+  /** The body: embeddings, layers, final norm (`model.*`). */
+  readonly model: TransformerModel;
+  /** The LM head `lm_head` `[vocab, D]`; undefined when tied to the embeddings. */
+  readonly lmHead: Linear | undefined;
+  /**
+   * Turns text into ids and back, so {@link CausalLM.generate} accepts strings. {@link fromPretrained} sets it
+   * when the folder has a tokenizer and one is available; assign your own otherwise.
+   */
+  tokenizer: PromptTokenizer | undefined;
+
+  /**
+   * @param config - the model's configuration; checked eagerly ({@link validateCausalLMConfig}).
+   * @throws `ConfigError` naming the first invalid field.
+   */
+  constructor(config: CausalLMConfig) {
+    super();
+    validateCausalLMConfig(config);
+    if (config.tieWordEmbeddings && config.lmHeadBias) {
+      throw new ConfigError('CausalLM: lmHeadBias needs an untied head (tieWordEmbeddings is true)', {
+        field: 'lmHeadBias',
+        expected: 'false when tieWordEmbeddings is true',
+        found: true,
+      });
+    }
+    this.config = Object.freeze(structuredClone(config));
+    this.model = this.registerModule('model', new TransformerModel(this.config));
+    this.lmHead = config.tieWordEmbeddings
+      ? undefined
+      : this.registerModule('lm_head', new Linear(config.hiddenSize, config.vocabSize, { bias: config.lmHeadBias }));
+    this.tokenizer = undefined;
+  }
+
+  /**
+   * The logits of every position.
+   *
+   * @param ids - int32 `[B, T]`, every id in `[0, vocabSize)`.
+   * @param options - a cache to decode through, a padding mask, per-row positions; see {@link ForwardOptions}.
+   * @returns float32 `[B, T, vocabSize]`; the caller owns it. With a cache, the cache now also holds these `T`
+   *   positions.
+   * @throws `ShapeError` for ids of the wrong rank or dtype, out-of-range ids, or a mask of the wrong shape;
+   *   `ConfigError` for a cache of another model.
+   */
+  forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
+    return tf.tidy(() => this.head(this.model.forward(ids, options)));
+  }
+
+  /**
+   * The logits of the last position of each row only: `forward(ids, options)[:, -1, :]` without computing the LM
+   * head for the other positions (what a prefill needs).
+   *
+   * @returns float32 `[B, vocabSize]`; the caller owns it.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { CausalLM, configFromHF } from '@slmkit/models';
+   * const model = new CausalLM(configFromHF({
+   *   model_type: 'gemma', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+   *   num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16,
+   * }));
+   * const cache = model.createCache();
+   * const ids = tf.tensor2d([[3, 4, 5]], undefined, 'int32');
+   * const last = model.forwardLast(ids, { cache }); // [1, 64]
+   * console.log(last.shape, cache.length); // [1, 64] 3
+   * tf.dispose([ids, last]);
+   * cache.dispose();
+   * model.dispose();
+   * ```
+   */
+  forwardLast(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor2D {
+    return tf.tidy(() => {
+      const hidden = this.model.forward(ids, options); // [B, T, D]
+      const [B, T, D] = hidden.shape;
+      const last = tf.slice(hidden, [0, T - 1, 0], [B, 1, D]) as tf.Tensor3D; // [B, 1, D]
+      return tf.reshape(this.head(last), [B, this.config.vocabSize]) as tf.Tensor2D; // [B, V]
+    });
+  }
+
+  /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */
+  private head(hidden: tf.Tensor3D): tf.Tensor3D {
+    if (this.lmHead != null) return this.lmHead.forward(hidden) as tf.Tensor3D; // [B, T, V]
+    return this.model.embedTokens.attend(hidden) as tf.Tensor3D; // [B, T, V]
+  }
+
+  /**
+   * New, empty caches for decoding with this model: a `SlidingWindowCache` for each sliding-window layer (it never
+   * holds more than the window), a `KVCache` for the others. The caller owns it and disposes it.
+   *
+   * @example
+   * ```ts
+   * import { CausalLM, configFromHF } from '@slmkit/models';
+   * const model = new CausalLM(configFromHF({
+   *   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+   *   num_attention_heads: 4,
+   * }));
+   * const cache = model.createCache();
+   * console.log(cache.layers.length, cache.length); // 2 0
+   * cache.dispose();
+   * model.dispose();
+   * ```
+   */
+  createCache(): ModelCache {
+    return ModelCache.forWindows(Array.from({ length: this.config.numLayers }, (_, i) => layerWindow(this.config, i)));
+  }
+
+  /**
+   * Generates up to `maxNewTokens` tokens after each row of `input`: one prefill through a fresh cache, then one
+   * token at a time through it. Greedy unless sampling options are given (see `SamplingOptions`); a row stops at
+   * its first stop token (default: the config's `eosTokenId`; pass `stopTokens: []` to never stop early), and the
+   * loop ends when every row has stopped.
+   *
+   * @param input - ids `[B, T]` (an int32 tensor or `number[][]`), or, with a {@link CausalLM.tokenizer}, a string
+   *   or a list of strings (left-padded to one length).
+   * @returns the new tokens per row and the full sequences (prompt + new tokens).
+   * @throws `ConfigError` for invalid options, `ShapeError` for ids of the wrong shape or out of range.
+   *
+   * @example
+   * ```ts
+   * import { CausalLM, configFromHF } from '@slmkit/models';
+   * const model = new CausalLM(configFromHF({
+   *   model_type: 'phi3', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+   *   num_attention_heads: 4,
+   * }));
+   * const greedy = await model.generate([[1, 2, 3]], { maxNewTokens: 5 });
+   * const sampled = await model.generate([[1, 2, 3]], { maxNewTokens: 5, temperature: 0.8, topK: 20, seed: 7 });
+   * console.log(greedy.tokens, greedy.sequences[0].length, sampled.tokens[0].length); // [[...]] 8 5
+   * model.dispose();
+   * ```
+   */
+  generate(input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
+    return generate(this, input, options);
+  }
+
+  /**
+   * {@link CausalLM.generate} as an async iterator of steps: each step gives the new token of every row (null for
+   * a row that has stopped). Leaving the loop early stops the generation.
+   *
+   * @example
+   * ```ts
+   * import { CausalLM, configFromHF } from '@slmkit/models';
+   * const model = new CausalLM(configFromHF({
+   *   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+   *   num_attention_heads: 4,
+   * }));
+   * for await (const step of model.stream([[1, 2, 3]], { maxNewTokens: 4 })) {
+   *   console.log(step.step, step.tokens[0]);
+   * }
+   * model.dispose();
+   * ```
+   */
+  stream(input: GenerateInput, options: Omit<GenerateOptions, 'onToken'>): AsyncIterableIterator<GenerateStep> {
+    return stream(this, input, options);
+  }
+}
+
+/** Checks ids `[B, T]` int32 and returns `[B, T]`. */
+function checkIds(ids: tf.Tensor2D, vocabSize: number): [number, number] {
+  if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32') {
+    const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
+    throw new ShapeError(`CausalLM: ids must be an int32 tensor [B, T], found ${found}`, {
+      field: 'ids',
+      expected: 'int32 [B, T]',
+      found,
+    });
+  }
+  const [B, T] = ids.shape;
+  if (B === 0 || T === 0) {
+    throw new ShapeError(`CausalLM: ids must have at least one row and one token, found [${B}, ${T}]`, {
+      field: 'ids',
+      expected: '[B >= 1, T >= 1]',
+      found: ids.shape.slice(),
+    });
+  }
+  void vocabSize; // the range check is the embedding's (it names the bad id and its position)
+  return [B, T];
+}
+
+function checkCache(cache: ModelCache, numLayers: number): void {
+  if (!(cache instanceof ModelCache) || cache.layers.length !== numLayers) {
+    const found = cache instanceof ModelCache ? `${cache.layers.length} layers` : typeof cache;
+    throw new ConfigError(`CausalLM: cache must be a ModelCache of ${numLayers} layers (from model.createCache()), found ${found}`, {
+      field: 'cache',
+      expected: `a ModelCache of ${numLayers} layers`,
+      found,
+    });
+  }
+  if (cache.isDisposed) {
+    throw new ConfigError('CausalLM: the cache was disposed', { field: 'cache', expected: 'a live cache', found: 'disposed' });
+  }
+}
+
+function checkPositions(positions: number[][], B: number, T: number): void {
+  const ok =
+    Array.isArray(positions) &&
+    positions.length === B &&
+    positions.every((row) => Array.isArray(row) && row.length === T && row.every((p) => Number.isInteger(p) && p >= 0));
+  if (!ok) {
+    throw new ShapeError(`CausalLM: positions must be [B][T] = [${B}][${T}] non-negative integers`, {
+      field: 'positions',
+      expected: [B, T],
+      found: Array.isArray(positions) ? positions.length : typeof positions,
+    });
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Qwen2 (`Qwen2ForCausalLM`, also Qwen2.5): Llama's layer with q/k/v biases, a large `rope_theta` and, when
+ * enabled, a sliding window on the upper layers.
+ *
+ * @module
+ */
+import type { CausalLMConfig, LayerType } from '../config.js';
+import type { ModelFamily } from './family.js';
+import { HFFields } from './hf-fields.js';
+import { LLAMA_NAMES } from './names.js';
+
+/**
+ * Maps a Qwen2 `config.json` to a {@link CausalLMConfig}, with `Qwen2Config`'s defaults (rms_norm_eps 1e-6,
+ * max_position_embeddings 32768, untied head, no bos/eos). q, k and v have biases, o has none.
+ *
+ * The sliding window applies only when `use_sliding_window` is true (it is false in every released Qwen2 and
+ * Qwen2.5 checkpoint), and then only to layers `i >= max_window_layers`; an explicit `layer_types` list (newer
+ * `transformers`) takes precedence.
+ *
+ * @throws `ConfigError` naming the field for a missing or malformed value.
+ *
+ * @example
+ * ```ts
+ * import { qwen2ConfigFromHF } from '@slmkit/models';
+ * const config = qwen2ConfigFromHF({
+ *   model_type: 'qwen2', vocab_size: 151936, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24,
+ *   num_attention_heads: 14, num_key_value_heads: 2, rope_theta: 1000000, tie_word_embeddings: true,
+ *   use_sliding_window: false, sliding_window: 32768, max_window_layers: 21,
+ * });
+ * console.log(config.slidingWindow, config.attentionBias); // null { q: true, k: true, v: true, o: false }
+ * ```
+ */
+export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
+  const f = new HFFields(json, 'qwen2');
+  const hiddenSize = f.int('hidden_size');
+  const numHeads = f.int('num_attention_heads');
+  const numLayers = f.int('num_hidden_layers');
+  const headDim = f.headDim(hiddenSize, numHeads);
+  const maxPositionEmbeddings = f.int('max_position_embeddings', 32768);
+
+  let layerTypes: LayerType[] | undefined;
+  if (Array.isArray(json.layer_types)) {
+    const types = json.layer_types as unknown[];
+    if (types.length !== numLayers) f.fail('layer_types', `a list of num_hidden_layers (${numLayers}) entries`, types.length);
+    types.forEach((t, i) => {
+      if (t !== 'full_attention' && t !== 'sliding_attention') f.fail(`layer_types[${i}]`, '"full_attention" or "sliding_attention"', t);
+    });
+    layerTypes = types as LayerType[];
+  } else if (f.flag('use_sliding_window', false)) {
+    const maxWindowLayers = f.int('max_window_layers', 28);
+    layerTypes = Array.from({ length: numLayers }, (_, i) => (i >= maxWindowLayers ? 'sliding_attention' : 'full_attention'));
+  }
+  const windowed = layerTypes?.some((t) => t === 'sliding_attention') ?? false;
+  const slidingWindow = windowed ? f.int('sliding_window', 4096) : null;
+
+  const config: CausalLMConfig = {
+    family: 'qwen2',
+    vocabSize: f.int('vocab_size'),
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKVHeads: f.kvHeads(numHeads),
+    headDim,
+    intermediateSize: f.int('intermediate_size'),
+    activation: f.activation(['hidden_act'], 'silu'),
+    mlp: 'gated',
+    norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6) },
+    rotary: f.rotary({ max_position_embeddings: maxPositionEmbeddings, head_dim: headDim }),
+    attentionBias: { q: true, k: true, v: true, o: false },
+    mlpBias: false,
+    qkNorm: null,
+    fusedQKV: false,
+    fusedGateUp: false,
+    parallelResidual: false,
+    slidingWindow,
+    tieWordEmbeddings: f.flag('tie_word_embeddings', false),
+    lmHeadBias: false,
+    scaleEmbeddings: false,
+    maxPositionEmbeddings,
+    bosTokenId: f.tokenId('bos_token_id', null),
+    eosTokenId: f.tokenIds('eos_token_id', null),
+    padTokenId: f.tokenId('pad_token_id', null),
+  };
+  if (windowed) config.layerTypes = layerTypes;
+  return config;
+}
+
+/**
+ * The Qwen2 family: `model_type` `qwen2`, Llama's parameter names.
+ *
+ * @example
+ * ```ts
+ * import { qwen2Family } from '@slmkit/models';
+ * console.log(qwen2Family.hfClass); // "Qwen2ForCausalLM"
+ * ```
+ */
+export const qwen2Family: ModelFamily = Object.freeze({
+  modelType: 'qwen2',
+  hfClass: 'Qwen2ForCausalLM',
+  names: LLAMA_NAMES,
+  configFromHF: qwen2ConfigFromHF,
+});

@@ -1,0 +1,71 @@
+/**
+ * `fromPretrained`: a {@link CausalLM} from a Hugging Face checkpoint folder or URL.
+ *
+ * @module
+ */
+import { openCheckpoint, readConfigJson, type OpenCheckpointOptions } from '@slmkit/core';
+import { CausalLM } from './causal-lm.js';
+import type { CausalLMConfig } from './config.js';
+import { configFromHF } from './families/index.js';
+
+/**
+ * Options of {@link fromPretrained}.
+ *
+ * @example
+ * ```ts
+ * import type { FromPretrainedOptions } from '@slmkit/models';
+ * const options: FromPretrainedOptions = {
+ *   fetch: (input, init) => fetch(input, { ...init, headers: { Authorization: 'Bearer hf_...' } }),
+ *   config: (c) => ({ ...c, maxPositionEmbeddings: 4096 }),
+ * };
+ * ```
+ */
+export interface FromPretrainedOptions extends OpenCheckpointOptions {
+  /** Edits the config mapped from `config.json` before the model is built (e.g. a shorter context). */
+  config?: (config: CausalLMConfig) => CausalLMConfig;
+}
+
+/**
+ * Loads a causal language model from a Hugging Face checkpoint: reads `config.json`, maps it by `model_type`
+ * ({@link configFromHF}), builds the {@link CausalLM}, and loads every tensor of `model.safetensors` (or of the
+ * shards a `model.safetensors.index.json` lists) strictly, under its Hugging Face name. Tied embeddings need no
+ * `lm_head.weight`; Phi-3's fused `qkv_proj` and `gate_up_proj` load as stored. The checkpoint is closed before
+ * returning, and the model is disposed if anything fails.
+ *
+ * @param location - a folder (Node), or an http(s) URL of one (also the only kind in a browser).
+ * @throws `ConfigError` for a missing or malformed `config.json`, an unsupported `model_type` or a bad field;
+ *   `CheckpointError` listing every missing, unexpected and mis-shaped tensor at once.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { initBackend } from '@slmkit/core';
+ * import { fromPretrained } from '@slmkit/models';
+ * await initBackend('wasm');
+ * const model = await fromPretrained('./checkpoints/SmolLM-135M'); // config.json + model.safetensors
+ * const ids = tf.tensor2d([[1, 504, 3458, 314]], undefined, 'int32');
+ * const logits = model.forward(ids); // [1, 4, 49152]
+ * const out = await model.generate(ids, { maxNewTokens: 8 }); // greedy
+ * console.log(logits.shape, out.tokens[0]);
+ * tf.dispose([ids, logits]);
+ * model.dispose();
+ * ```
+ */
+export async function fromPretrained(location: string | URL, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+  const json = await readConfigJson(location, options);
+  let config = configFromHF(json);
+  if (options.config != null) config = options.config(config);
+  const model = new CausalLM(config);
+  try {
+    const checkpoint = await openCheckpoint(location, options);
+    try {
+      await model.loadWeights(checkpoint, { strict: true });
+    } finally {
+      await checkpoint.close();
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
+}
