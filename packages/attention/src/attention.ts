@@ -208,7 +208,12 @@ export interface AttentionCall {
   attentionMask?: tf.Tensor2D;
   /** Updated in place with the new keys and values; the block attends over what the cache returns. */
   cache?: AttentionCache;
-  /** For a KV consumer: the keys and values of the producing layer (its `forwardWithKV` output, or `cache.read()`). */
+  /**
+   * For a KV consumer: the keys and values of the producing layer, its `forwardWithKV(...).kv` (in a full forward
+   * and with caches alike) or, for a one-token step, its `cache.read()`. The consumer applies its own mask rules to
+   * them, so they must hold every key those rules show: a producer with a `SlidingWindowCache` suits a consumer
+   * with the same (or a smaller) window. By default the new queries sit at the last `T` key positions.
+   */
   sharedKV?: SharedKV;
   /** Overrides the block's kernel choice for this call. */
   implementation?: AttentionImplementation;
