@@ -95,7 +95,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   const errors = results.filter((r) => r.error != null).length;
   const leaks = results.filter((r) => r.leakedTensors !== 0).length;
   info(
-    `\n${results.length} cases in ${header.elapsedS} s on ${header.backend}` +
+    `\n${results.length} case${results.length === 1 ? '' : 's'} in ${header.elapsedS} s on ${header.backend}` +
       `${errors ? `, ${errors} FAILED` : ''}${leaks ? `, ${leaks} LEAKED tensors` : ''}\n`,
   );
   if (run.files) info(`wrote ${run.files.json}, ${run.files.md}, ${run.files.svg}\n`);

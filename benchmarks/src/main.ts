@@ -23,37 +23,48 @@ const USAGE = `usage: npm run bench -- [options]
   --list              list the selected case ids and exit
 `;
 
-function positiveInt(name: string, v: string | undefined): number | undefined {
+function usageError(message: string): never {
+  process.stderr.write(`${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function count(name: string, v: string | undefined): number | undefined {
   if (v == null) return undefined;
   const x = Number(v);
-  if (!Number.isInteger(x) || x < 0) throw new Error(`--${name} must be a non-negative integer, found "${v}"`);
+  if (!Number.isInteger(x) || x < 0) usageError(`--${name} must be a non-negative integer, found "${v}"`);
   return x;
 }
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    filter: { type: 'string', multiple: true },
-    backend: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    repeats: { type: 'string' },
-    warmup: { type: 'string' },
-    budget: { type: 'string' },
-    out: { type: 'string' },
-    'no-write': { type: 'boolean', default: false },
-    list: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-  strict: true,
-});
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        filter: { type: 'string', multiple: true },
+        backend: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        repeats: { type: 'string' },
+        warmup: { type: 'string' },
+        budget: { type: 'string' },
+        out: { type: 'string' },
+        'no-write': { type: 'boolean', default: false },
+        list: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    return usageError((e as Error).message);
+  }
+}
 
+const values = parse();
 if (values.help) {
   process.stdout.write(USAGE);
   process.exit(0);
 }
 if (values.backend != null && !['wasm', 'cpu', 'webgpu'].includes(values.backend)) {
-  process.stderr.write(`--backend must be wasm, cpu or webgpu, found "${values.backend}"\n\n${USAGE}`);
-  process.exit(2);
+  usageError(`--backend must be wasm, cpu or webgpu, found "${values.backend}"`);
 }
 if (values.list) {
   const ids = selectCases(allCases, { quick: values.quick, filters: values.filter ?? [] }).map((c) => c.id);
@@ -61,16 +72,17 @@ if (values.list) {
   process.exit(0);
 }
 
-const repeats = positiveInt('repeats', values.repeats);
+const repeats = count('repeats', values.repeats);
+const warmup = count('warmup', values.warmup);
 const budget = values.budget == null ? undefined : Number(values.budget);
-if (budget != null && !(budget >= 0)) throw new Error(`--budget must be a number of seconds, found "${values.budget}"`);
+if (budget != null && !(budget >= 0)) usageError(`--budget must be a number of seconds, found "${values.budget}"`);
 const run = await runBench({
   cases: allCases,
   ...(values.backend != null ? { backend: values.backend as BackendName } : {}),
   quick: values.quick,
   filters: values.filter ?? [],
   ...(repeats != null ? { repeats: Math.max(1, repeats) } : {}),
-  ...(values.warmup != null ? { warmup: positiveInt('warmup', values.warmup)! } : {}),
+  ...(warmup != null ? { warmup } : {}),
   ...(budget != null ? { budgetMs: budget * 1000 } : {}),
   ...(values['no-write'] ? {} : { outDir: values.out ?? fileURLToPath(new URL('../results', import.meta.url)) }),
   json: values.json,
