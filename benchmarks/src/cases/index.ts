@@ -7,9 +7,10 @@ import { cases as attention } from './attention.js';
 import { cases as embedding } from './embedding.js';
 import { cases as linear } from './linear.js';
 import { cases as mlp } from './mlp.js';
+import { cases as model } from './model.js';
 import { cases as norm } from './norm.js';
 import { cases as rotary } from './rotary.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention];
+export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...model];
 checkUniqueIds(allCases);
