@@ -126,7 +126,7 @@ const DECODES = [
     window: WINDOW,
     makeCache: (): AttentionCache => new SlidingWindowCache(WINDOW),
     held: (ctx: number) => Math.min(ctx, WINDOW),
-    quick: [] as number[],
+    quick: [2048],
   },
 ];
 

@@ -55,7 +55,7 @@ const decode = [128, 512, 2048].map((ctx) =>
     phase: 'decode',
     shape: shape({ ctx }),
     bytes: (matmulParams + L * 2 * BATCH * KV * ctx * Dh) * F32,
-    quick: ctx === 128,
+    quick: ctx === 128 || ctx === 2048,
     setup: () => {
       const lm = new CausalLM(config);
       const ids = randomIds(1);

@@ -27,21 +27,29 @@ const n = (x: number): string => String(Math.round(x * 10) / 10);
 const decade = (e: number): string => String(Number((10 ** e).toPrecision(1)));
 
 interface Panel {
+  title: string;
   block: string;
   series: { name: string; points: CaseResult[] }[];
 }
 
+/**
+ * One panel per block, or two when a block has both prefill series (by T) and decode series (by context length):
+ * the two x-axes mean different things.
+ */
 function panels(results: readonly CaseResult[]): Panel[] {
-  const byBlock = new Map<string, Map<string, CaseResult[]>>();
+  const byPanel = new Map<string, { block: string; axis: string; series: Map<string, CaseResult[]> }>();
   for (const r of results) {
     if (r.medianMs == null || r.error != null) continue;
-    const series = byBlock.get(r.block) ?? new Map<string, CaseResult[]>();
-    byBlock.set(r.block, series);
-    const points = series.get(r.series) ?? [];
-    series.set(r.series, points);
+    const key = `${r.block}\u0000${r.axis.name}`;
+    const panel = byPanel.get(key) ?? { block: r.block, axis: r.axis.name, series: new Map<string, CaseResult[]>() };
+    byPanel.set(key, panel);
+    const points = panel.series.get(r.series) ?? [];
+    panel.series.set(r.series, points);
     points.push(r);
   }
-  return [...byBlock].map(([block, series]) => ({
+  const axesOf = (block: string) => [...byPanel.values()].filter((p) => p.block === block).length;
+  return [...byPanel.values()].map(({ block, axis, series }) => ({
+    title: axesOf(block) > 1 ? `${block}: ${axis === 'ctx' ? 'decode step by context length' : 'by sequence length'}` : block,
     block,
     series: [...series].map(([name, points]) => ({ name, points: [...points].sort((a, b) => a.axis.value - b.axis.value) })),
   }));
@@ -69,7 +77,7 @@ function drawPanel(p: Panel, x0: number, y0: number): string[] {
   const sy = (ms: number): number => py + PLOT.height - ((Math.log10(ms) - yLo) / (yHi - yLo)) * PLOT.height;
 
   out.push(`<g class="panel" data-block="${escapeXml(p.block)}">`);
-  out.push(`<text x="${n(x0 + 4)}" y="${n(y0 + 18)}" font-weight="bold">${escapeXml(p.block)}</text>`);
+  out.push(`<text x="${n(x0 + 4)}" y="${n(y0 + 18)}" font-weight="bold">${escapeXml(p.title)}</text>`);
   out.push(`<rect x="${n(px)}" y="${n(py)}" width="${n(plotW)}" height="${PLOT.height}" fill="none" stroke="#888"/>`);
   for (let e = yLo; e <= yHi; e++) {
     const y = sy(10 ** e);
@@ -81,8 +89,7 @@ function drawPanel(p: Panel, x0: number, y0: number): string[] {
     out.push(`<line x1="${n(x)}" y1="${n(py)}" x2="${n(x)}" y2="${n(py + PLOT.height)}" stroke="#eee"/>`);
     out.push(`<text x="${n(x)}" y="${n(py + PLOT.height + 15)}" text-anchor="middle" font-size="11">${v}</text>`);
   }
-  const names = new Set(all.map((r) => r.axis.name));
-  const xTitle = names.size > 1 ? 'T, or context length for decode' : names.has('ctx') ? 'context length' : 'sequence length T';
+  const xTitle = all[0]!.axis.name === 'ctx' ? 'context length' : 'sequence length T';
   out.push(
     `<text x="${n(px + plotW / 2)}" y="${n(py + PLOT.height + 32)}" text-anchor="middle" font-size="11">${xTitle}</text>`,
   );
