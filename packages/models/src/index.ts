@@ -17,3 +17,4 @@ export * from './pretrained.js';
 export * from './generation/sampling.js';
 export * from './presets.js';
 export * from './count.js';
+export * from './tokenizer.js';

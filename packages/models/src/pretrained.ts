@@ -7,6 +7,7 @@ import { openCheckpoint, readConfigJson, type OpenCheckpointOptions } from '@slm
 import { CausalLM } from './causal-lm.js';
 import type { CausalLMConfig } from './config.js';
 import { configFromHF } from './families/index.js';
+import { loadTokenizer } from './tokenizer.js';
 
 /**
  * Options of {@link fromPretrained}.
@@ -23,6 +24,11 @@ import { configFromHF } from './families/index.js';
 export interface FromPretrainedOptions extends OpenCheckpointOptions {
   /** Edits the config mapped from `config.json` before the model is built (e.g. a shorter context). */
   config?: (config: CausalLMConfig) => CausalLMConfig;
+  /**
+   * Whether to load the folder's `tokenizer.json` (when it has one) as {@link CausalLM.tokenizer}, so that
+   * `generate` accepts text. Default true; a folder without one simply gives a model without a tokenizer.
+   */
+  tokenizer?: boolean;
 }
 
 /**
@@ -30,7 +36,8 @@ export interface FromPretrainedOptions extends OpenCheckpointOptions {
  * ({@link configFromHF}), builds the {@link CausalLM}, and loads every tensor of `model.safetensors` (or of the
  * shards a `model.safetensors.index.json` lists) strictly, under its Hugging Face name. Tied embeddings need no
  * `lm_head.weight`; Phi-3's fused `qkv_proj` and `gate_up_proj` load as stored. The checkpoint is closed before
- * returning, and the model is disposed if anything fails.
+ * returning, and the model is disposed if anything fails. When the folder has a `tokenizer.json`, it becomes the
+ * model's {@link CausalLM.tokenizer} (see `loadTokenizer`).
  *
  * @param location - a folder (Node), or an http(s) URL of one (also the only kind in a browser).
  * @throws `ConfigError` for a missing or malformed `config.json`, an unsupported `model_type` or a bad field;
@@ -55,7 +62,10 @@ export async function fromPretrained(location: string | URL, options: FromPretra
   const json = await readConfigJson(location, options);
   let config = configFromHF(json);
   if (options.config != null) config = options.config(config);
+  // Read before any tensor exists, so that a malformed tokenizer.json leaves nothing to free.
+  const tokenizer = options.tokenizer === false ? null : await loadTokenizer(location, options);
   const model = new CausalLM(config);
+  model.tokenizer = tokenizer ?? undefined;
   try {
     const checkpoint = await openCheckpoint(location, options);
     try {
