@@ -94,7 +94,8 @@ export class TransformerModel extends Module {
    * @returns the final hidden states, float32 `[B, T, D]`, after the final norm; the caller owns them.
    */
   forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
-    const [B, T] = checkIds(ids, this.config.vocabSize);
+    // The range of the ids is the embedding's check (it names the bad id and its position).
+    const [B, T] = checkIds(ids);
     const { cache, attentionMask, positions, implementation } = options;
     if (cache != null) checkCache(cache, this.config.numLayers);
     if (positions != null) checkPositions(positions, B, T);
@@ -304,7 +305,7 @@ export class CausalLM extends Module {
 }
 
 /** Checks ids `[B, T]` int32 and returns `[B, T]`. */
-function checkIds(ids: tf.Tensor2D, vocabSize: number): [number, number] {
+function checkIds(ids: tf.Tensor2D): [number, number] {
   if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32') {
     const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
     throw new ShapeError(`CausalLM: ids must be an int32 tensor [B, T], found ${found}`, {
@@ -321,7 +322,6 @@ function checkIds(ids: tf.Tensor2D, vocabSize: number): [number, number] {
       found: ids.shape.slice(),
     });
   }
-  void vocabSize; // the range check is the embedding's (it names the bad id and its position)
   return [B, T];
 }
 
