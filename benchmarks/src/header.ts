@@ -31,7 +31,7 @@ export interface RunHeader {
   adapter?: string;
   machine: MachineInfo;
   versions: { node: string; tfjs: string };
-  /** `git rev-parse --short HEAD`, with `-dirty` when tracked files were modified; `unknown` outside git. */
+  /** `git rev-parse --short HEAD`, with `-dirty` when the code under test had uncommitted changes; `unknown` outside git. */
   commit: string;
   quick: boolean;
   filters: string[];
@@ -54,11 +54,15 @@ function git(args: string[]): string | undefined {
   }
 }
 
-/** The commit the code under test comes from. */
+/**
+ * The commit the code under test comes from, with `-dirty` when that code (the packages, the benchmarks, the
+ * lockfile) has uncommitted changes to tracked files; edits elsewhere (docs) do not change what is measured.
+ */
 export function gitCommit(): string {
   const head = git(['rev-parse', '--short=12', 'HEAD']);
   if (head == null) return 'unknown';
-  const dirty = git(['status', '--porcelain', '--untracked-files=no']);
+  const code = [':(top)packages', ':(top)benchmarks', ':(top,exclude)benchmarks/results', ':(top)package-lock.json'];
+  const dirty = git(['status', '--porcelain', '--untracked-files=no', '--', ...code]);
   return dirty ? `${head}-dirty` : head;
 }
 
