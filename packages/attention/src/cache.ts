@@ -122,7 +122,7 @@ export abstract class AttentionCache {
   }
 
   /**
-   * Throws a {@link ShapeError} unless new keys `[batch, kvHeads, T, headDim]` and values `[.., valueHeadDim]` fit
+   * Throws a {@link @slmkit/core!ShapeError | ShapeError} unless new keys `[batch, kvHeads, T, headDim]` and values `[.., valueHeadDim]` fit
    * what is stored. {@link Attention} calls this before computing anything.
    */
   checkCompatible(batch: number, kvHeads: number, headDim: number, valueHeadDim: number): void {

@@ -55,7 +55,7 @@ function normParameters(norm: NormConfig, width: number): number {
  * Fused `qkv_proj` / `gate_up_proj` change names, not counts: `[H + 2·KV]·headDim × D` is the sum of the separate
  * q, k and v matrices.
  *
- * @throws {@link ConfigError} if a size is not a positive integer.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} if a size is not a positive integer.
  *
  * @example
  * ```ts

@@ -12,11 +12,29 @@ import { FAMILIES } from './families/index.js';
 import { FusedGatedMLP } from './layers/fused-gated-mlp.js';
 import { PerHeadLayerNorm } from './layers/per-head-layer-norm.js';
 
-/** A norm module: anything mapping `[..., d]` to `[..., d]`. */
-type Norm = Module & { forward(x: tf.Tensor): tf.Tensor };
+/**
+ * A norm module as a decoder layer holds it: anything mapping `[..., d]` to `[..., d]`.
+ *
+ * @example
+ * ```ts
+ * import { RMSNorm } from '@slmkit/core';
+ * import type { Norm } from '@slmkit/models';
+ * const norm: Norm = new RMSNorm(64, { eps: 1e-5 });
+ * ```
+ */
+export type Norm = Module & { forward(x: tf.Tensor): tf.Tensor };
 
-/** The feed-forward block: gated (split or fused) or plain. */
-type FeedForward = GatedMLP | FusedGatedMLP | MLP;
+/**
+ * The feed-forward block of a decoder layer: gated (split or Phi-3's fused `gate_up_proj`) or plain (Phi).
+ *
+ * @example
+ * ```ts
+ * import { GatedMLP } from '@slmkit/core';
+ * import type { FeedForward } from '@slmkit/models';
+ * const mlp: FeedForward = GatedMLP.create(64, 172, { activation: 'silu' });
+ * ```
+ */
+export type FeedForward = GatedMLP | FusedGatedMLP | MLP;
 
 /**
  * Builds the norm a {@link NormConfig} describes over `dim` features: `RMSNorm` (Gemma's `1 + w` with

@@ -163,7 +163,7 @@ export class Tokenizer {
   /**
    * @param tokenizerJson - the parsed `tokenizer.json`.
    * @param tokenizerConfig - the parsed `tokenizer_config.json`, or `{}`.
-   * @throws {@link ConfigError} if the JSON is not a tokenizer `@huggingface/tokenizers` can build, or
+   * @throws {@link @slmkit/core!ConfigError | ConfigError} if the JSON is not a tokenizer `@huggingface/tokenizers` can build, or
    *   `tokenizer_config.json` names a special token that is not in the vocabulary.
    */
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown> = {}) {
@@ -263,7 +263,7 @@ export class Tokenizer {
   /**
    * The text of `ids`. Ids the vocabulary does not have are skipped; an empty list gives `''`.
    *
-   * @throws {@link ConfigError} if an id is not an integer.
+   * @throws {@link @slmkit/core!ConfigError | ConfigError} if an id is not an integer.
    *
    * @example
    * ```ts
@@ -373,7 +373,7 @@ function templateSpecials(postProcessor: unknown): [string | undefined, string |
 /**
  * Builds a {@link Tokenizer} from a parsed (or string) `tokenizer.json` and, optionally, `tokenizer_config.json`.
  *
- * @throws {@link ConfigError} for JSON that is not a supported tokenizer.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for JSON that is not a supported tokenizer.
  *
  * @example
  * ```ts
@@ -465,7 +465,7 @@ async function readOptional(files: Files, which: 'tokenizer' | 'config', fetchFn
  * a Node folder, the path of the `tokenizer.json` itself, or a URL (a folder URL, `file:` included). Returns null
  * when there is no `tokenizer.json` (no file, or HTTP 404), so a loader can call it on any checkpoint folder.
  *
- * @throws {@link ConfigError} when a file exists but cannot be read or fetched, is not valid JSON, or is not a
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} when a file exists but cannot be read or fetched, is not valid JSON, or is not a
  *   tokenizer `@huggingface/tokenizers` supports; the message names the file.
  *
  * @example
@@ -491,7 +491,7 @@ export async function loadTokenizer(location: string | URL, options: LoadTokeniz
  * Whether a checkpoint location has a `tokenizer.json` (a file check in Node, a `HEAD` request for URLs), without
  * reading it.
  *
- * @throws {@link ConfigError} when a URL answers neither 2xx nor 404, or cannot be reached.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} when a URL answers neither 2xx nor 404, or cannot be reached.
  *
  * @example
  * ```ts

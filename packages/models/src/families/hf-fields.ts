@@ -1,6 +1,6 @@
 /**
  * Reading fields of a Hugging Face `config.json` with the defaults of its `transformers` config class, and one
- * {@link ConfigError} naming the field when a value is missing or malformed. Shared by every family's mapping.
+ * {@link @slmkit/core!ConfigError | ConfigError} naming the field when a value is missing or malformed. Shared by every family's mapping.
  *
  * @module
  */
@@ -16,7 +16,7 @@ function shown(v: unknown): string {
 
 /**
  * Field readers bound to one config: each returns the value, the class default when the field is absent (or null),
- * or throws a {@link ConfigError} whose message names the model type, the field, what was expected and what was found.
+ * or throws a {@link @slmkit/core!ConfigError | ConfigError} whose message names the model type, the field, what was expected and what was found.
  */
 export class HFFields {
   constructor(

@@ -46,7 +46,7 @@ export const FAMILIES: Readonly<Record<TransformerFamily, ModelFamily>> = Object
 /**
  * The family of a Hugging Face `model_type`.
  *
- * @throws {@link ConfigError} (field `model_type`) listing the supported types when it is missing or unknown.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} (field `model_type`) listing the supported types when it is missing or unknown.
  *
  * @example
  * ```ts
@@ -70,7 +70,7 @@ export function familyOf(modelType: unknown): ModelFamily {
 /**
  * Maps a parsed Hugging Face `config.json` to a {@link CausalLMConfig}, choosing the family by `model_type`.
  *
- * @throws {@link ConfigError} naming the field: `model_type` when it is missing or unsupported, otherwise the
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} naming the field: `model_type` when it is missing or unsupported, otherwise the
  *   first missing or malformed field of that family's config.
  *
  * @example

@@ -55,7 +55,7 @@ const rotl = (x: number, k: number): number => (x << k) | (x >>> (32 - k));
  * **Not cryptographic**: its output is predictable from a few draws. Use it for sampling, never for secrets.
  *
  * @param seed - any safe integer (negative and above 2^32 too: both halves feed the state).
- * @throws {@link ConfigError} unless `seed` is a safe integer.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} unless `seed` is a safe integer.
  *
  * @example
  * ```ts
@@ -145,7 +145,7 @@ const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.is
  * repetitionPenalty a finite number > 0, seed a safe integer. Absent (or undefined) options are fine; other keys
  * are ignored, so generation options that extend these pass through.
  *
- * @throws {@link ConfigError} naming the field, with the expected and the found value.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} naming the field, with the expected and the found value.
  *
  * @example
  * ```ts
@@ -209,7 +209,7 @@ function checkRow(owner: string, logits: Float32Array): void {
  * @param previousTokens - the ids so far, prompt included.
  * @param penalty - > 0; 1 returns an unchanged copy.
  * @returns a new row `[V]`.
- * @throws {@link ConfigError} for a bad penalty or an id outside `[0, V)`.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for a bad penalty or an id outside `[0, V)`.
  *
  * @example
  * ```ts
@@ -245,7 +245,7 @@ export function applyRepetitionPenalty(logits: Float32Array, previousTokens: Ite
  * decoding and has no row form: use {@link argmax}.
  *
  * @returns a new row `[V]`.
- * @throws {@link ConfigError} unless temperature is a finite number > 0.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} unless temperature is a finite number > 0.
  *
  * @example
  * ```ts
@@ -266,7 +266,7 @@ export function applyTemperature(logits: Float32Array, temperature: number): Flo
  * >= the k-th largest survives, so ties with the k-th are all kept. NaN logits are dropped. `k >= V` keeps all.
  *
  * @returns a new row `[V]`.
- * @throws {@link ConfigError} unless k is a positive integer.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} unless k is a positive integer.
  *
  * @example
  * ```ts
@@ -298,7 +298,7 @@ const TOP_P_TOLERANCE = 1e-6;
  * (probabilities 0.5, 0.3, 0.2 and p = 0.8).
  *
  * @returns a new row `[V]`.
- * @throws {@link ConfigError} unless p is in (0, 1].
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} unless p is in (0, 1].
  *
  * @example
  * ```ts
@@ -385,7 +385,7 @@ export function argmax(logits: ArrayLike<number>): number {
  * Draws an index with probability proportional to `probs[i]` (which need not sum exactly to 1), by inverting the
  * cumulative sum at one uniform draw. Zero-probability entries are never drawn.
  *
- * @throws {@link ConfigError} if no entry has positive probability.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} if no entry has positive probability.
  *
  * @example
  * ```ts
@@ -427,7 +427,7 @@ export function sampleFromProbabilities(probs: ArrayLike<number>, rng: Rng): num
  * @param logits - one row `[V]` (not modified).
  * @param previousTokens - the ids so far, prompt included (for the repetition penalty).
  * @returns a new row `[V]`.
- * @throws {@link ConfigError} for invalid options.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for invalid options.
  *
  * @example
  * ```ts
@@ -455,7 +455,7 @@ export function processLogits(logits: Float32Array, options: SamplingOptions, pr
  * Picks the next token from one row of logits: {@link processLogits}, then the argmax when greedy, else a draw from
  * the softmax with `rng`.
  *
- * @throws {@link ConfigError} for invalid options, or when sampling and `rng` is missing.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for invalid options, or when sampling and `rng` is missing.
  *
  * @example
  * ```ts
@@ -499,7 +499,7 @@ export interface Sampler {
  * Validates `options` and returns a {@link Sampler} whose RNG starts from `options.seed` (or a random seed when
  * there is none): two samplers with the same seed pick the same tokens from the same logits.
  *
- * @throws {@link ConfigError} naming the invalid option.
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} naming the invalid option.
  *
  * @example
  * ```ts
@@ -529,7 +529,7 @@ export function createSampler(options: SamplingOptions = {}): Sampler {
  * The stop tokens of a generation, as one set: any mix of single ids, lists and nulls (a config's `eosTokenId`,
  * the tokenizer's eos, the caller's own stops).
  *
- * @throws {@link ConfigError} for an entry that is not a token id (an integer >= 0).
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for an entry that is not a token id (an integer >= 0).
  *
  * @example
  * ```ts
