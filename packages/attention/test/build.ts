@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { RotaryEmbedding } from '@slmkit/core';
 import { Attention, type AttentionOptions } from '../src/index.js';
-import { linear, randn, rmsNorm, values, type RefParams } from './helpers.js';
+import { linear, randn, refLinearOf, rmsNorm, values, type RefParams } from './helpers.js';
 
 export interface Case {
   B: number;
@@ -63,7 +63,7 @@ export function build(c: Case): Built {
     keyBlockSize: c.keyBlockSize,
   };
   const attn = new Attention(options, { qProj, kProj, vProj, oProj, qNorm, kNorm, rotary });
-  const lin = (l: typeof qProj) => ({ w: values(l.weight)!, b: values(l.bias) });
+  const lin = refLinearOf;
   const ref: Built['ref'] = {
     D: c.D,
     H: c.H,

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { Linear, RotaryEmbedding, initBackend } from '@slmkit/core';
 import { Attention, KVCache, SlidingWindowCache, type AttentionCache, type AttentionOptions } from '../src/index.js';
 import { build, type Case } from './build.js';
-import { disposeAll, expectClose, linear, take } from './helpers.js';
+import { disposeAll, expectClose, hfWeight, linear, take } from './helpers.js';
 
 beforeAll(async () => {
   await initBackend('cpu');
@@ -36,8 +36,17 @@ describe('GQA and MQA equal MHA with repeated K/V heads', () => {
       const G = c.H / KV;
       const p = attn.parts;
       const lin = (m: unknown) => m as Linear;
-      const kMha = await linearFrom(repeatHeads(lin(p.kProj).weight, KV, G, c.Dh) as tf.Tensor2D, repeatHeads(lin(p.kProj).bias!, KV, G, c.Dh) as tf.Tensor1D);
-      const vMha = await linearFrom(repeatHeads(lin(p.vProj).weight, KV, G, c.Dh) as tf.Tensor2D, repeatHeads(lin(p.vProj).bias!, KV, G, c.Dh) as tf.Tensor1D);
+      /** An MHA projection whose rows (HF layout [KV·Dh, D]) repeat the GQA one's per query head. */
+      const repeated = async (proj: Linear): Promise<Linear> => {
+        const w = hfWeight(proj); // [KV·Dh, D]
+        const wRep = repeatHeads(w, KV, G, c.Dh) as tf.Tensor2D; // [H·Dh, D]
+        const bRep = repeatHeads(proj.bias!, KV, G, c.Dh) as tf.Tensor1D; // [H·Dh]
+        const out = await linearFrom(wRep, bRep);
+        tf.dispose([w, wRep, bRep]);
+        return out;
+      };
+      const kMha = await repeated(lin(p.kProj));
+      const vMha = await repeated(lin(p.vProj));
       const mha = new Attention({ ...options, numKVHeads: c.H }, { ...p, kProj: kMha, vProj: vMha });
       const { tensor } = x(c.B, c.T, 5);
       const mask = tf.tensor2d([[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]);
@@ -60,7 +69,9 @@ describe('a fused qkvProj equals separate q/k/v projections', () => {
     const { attn, x, options } = build(c);
     const p = attn.parts;
     const lins = [p.qProj, p.kProj, p.vProj] as unknown as Linear[];
-    const w = tf.concat(lins.map((l) => l.weight), 0) as tf.Tensor2D;
+    const hf = lins.map(hfWeight); // [out, in] each
+    const w = tf.concat(hf, 0) as tf.Tensor2D; // [H·Dh + KV·Dh + KV·Dv, D]
+    tf.dispose(hf);
     const bias = tf.concat(lins.map((l) => l.bias!), 0) as tf.Tensor1D;
     const qkvProj = await linearFrom(w, bias);
     const fused = new Attention(options, { qkvProj, oProj: p.oProj, rotary: p.rotary });

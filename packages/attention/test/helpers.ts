@@ -78,6 +78,21 @@ export function values(v: tf.Variable | undefined): number[] | null {
   return v == null ? null : Array.from(v.dataSync());
 }
 
+/** A Linear's weight in Hugging Face's layout `[out, in]` (the variable itself is `[in, out]`); the caller owns it. */
+export function hfWeight(lin: Linear): tf.Tensor2D {
+  const { weight, ...rest } = lin.stateDict();
+  tf.dispose(Object.values(rest));
+  return weight as tf.Tensor2D;
+}
+
+/** A Linear's parameters as the float64 reference takes them: `w` `[out, in]` row-major, `b` or null. */
+export function refLinearOf(lin: Linear): RefLinear {
+  const w = hfWeight(lin);
+  const out = { w: Array.from(w.dataSync()), b: values(lin.bias) };
+  w.dispose();
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The float64 reference.
 

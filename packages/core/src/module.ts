@@ -94,6 +94,26 @@ export interface LoadReport {
 export interface ParameterOptions {
   /** Whether optimisers update it (default true). */
   trainable?: boolean;
+  /**
+   * Whether the variable holds the transpose of the checkpoint tensor (2-D parameters only; default false). A
+   * layer picks the layout its forward computes fastest with: `Linear` keeps its weight `[in, out]` so that it
+   * multiplies with a plain `matMul(x, W)`, while the checkpoint (a Hugging Face `state_dict`) stores it
+   * `[out, in]`. {@link Module.loadWeights} transposes such tensors as it loads them and checks the checkpoint's
+   * shape, {@link Module.stateDict} transposes them back, and {@link Module.checkpointShapes} gives the shapes a
+   * checkpoint holds. A variable shared between modules must be registered with the same layout everywhere.
+   */
+  transposed?: boolean;
+}
+
+/**
+ * The layout every registered variable was registered with (true: transposed). A variable registered in several
+ * modules (tied or shared weights) has one layout, checked when it is registered again.
+ */
+const transposedLayout = new WeakMap<tf.Variable, boolean>();
+
+/** The shape a checkpoint stores `v` in: its own, or reversed for a transposed parameter. */
+function checkpointShapeOf(v: tf.Variable): number[] {
+  return transposedLayout.get(v) === true ? v.shape.slice().reverse() : v.shape.slice();
 }
 
 /** Adapts a record or map of tensors to a {@link WeightSource} (reads return clones the caller owns). */
@@ -118,6 +138,11 @@ const NAME_PATTERN = /^[A-Za-z0-9_]+$/;
  * A child registered under two names (a shared block), or a parameter registered in two places (tied
  * embeddings), is one set of variables: {@link Module.namedParameters} yields it once, under its first name, and
  * {@link Module.loadWeights} accepts it under any of its names.
+ *
+ * A parameter may be kept in a compute layout other than the checkpoint's: a 2-D one registered with
+ * `transposed: true` holds the transpose of its checkpoint tensor (`Linear`'s weight is `[in, out]`, Hugging
+ * Face's is `[out, in]`). Loading, {@link Module.stateDict} and {@link Module.checkpointShapes} speak the
+ * checkpoint's layout; the variables, and {@link Module.namedParameters}, the compute layout.
  *
  * @example
  * ```ts
@@ -145,9 +170,39 @@ export abstract class Module {
   /**
    * Registers a parameter under `name` (letters, digits and `_`). A tensor is wrapped in a new `tf.Variable`
    * (the module takes ownership of the tensor); a `tf.Variable` is registered as is, so two modules can share one.
+   * With `transposed: true` the value is the transpose of what a checkpoint stores under this name; see
+   * {@link ParameterOptions.transposed}.
+   *
+   * @throws {@link ConfigError} when the name is taken or malformed, when a transposed value is not 2-D, or when
+   *   a shared variable is registered with another layout than before.
    */
   protected registerParameter(name: string, value: tf.Tensor | tf.Variable, options: ParameterOptions = {}): tf.Variable {
     this.checkName(name);
+    const transposed = options.transposed ?? false;
+    if (typeof transposed !== 'boolean') {
+      throw new ConfigError(`registerParameter("${name}"): transposed must be a boolean, found ${typeof transposed}`, {
+        field: 'transposed',
+        expected: 'a boolean',
+        found: transposed,
+      });
+    }
+    if (transposed && value.rank !== 2) {
+      throw new ConfigError(
+        `registerParameter("${name}"): only a 2-D parameter can be stored transposed, found shape [${value.shape.join(', ')}]`,
+        { field: 'transposed', expected: 'a 2-D value', found: value.shape.slice() },
+      );
+    }
+    if (value instanceof tf.Variable) {
+      const known = transposedLayout.get(value);
+      if (known != null && known !== transposed) {
+        const layout = (t: boolean) => (t ? 'transposed' : 'untransposed');
+        throw new ConfigError(
+          `registerParameter("${name}"): variable ${value.name} is already registered ${layout(known)} elsewhere, ` +
+            `found ${layout(transposed)}; a shared variable must have one layout`,
+          { field: 'transposed', expected: known, found: transposed },
+        );
+      }
+    }
     let variable: tf.Variable;
     if (value instanceof tf.Variable) {
       variable = value;
@@ -156,6 +211,7 @@ export abstract class Module {
       value.dispose();
     }
     if (options.trainable != null) variable.trainable = options.trainable;
+    transposedLayout.set(variable, transposed);
     this.ownParameters.set(name, variable);
     return variable;
   }
@@ -199,7 +255,9 @@ export abstract class Module {
 
   /**
    * The parameters with their dotted names (equal to Hugging Face `state_dict` names for the families slmkit
-   * loads). A variable reachable under several names is listed once, under the first.
+   * loads). A variable reachable under several names is listed once, under the first. These are the live
+   * variables, in their compute layout: a transposed parameter's shape is the reverse of its checkpoint shape
+   * (see {@link Module.checkpointShapes}).
    */
   namedParameters(): [string, tf.Variable][] {
     const seen = new Set<tf.Variable>();
@@ -237,10 +295,47 @@ export abstract class Module {
   }
 
   /**
-   * The parameters by dotted name: the live variables, not copies. Each shared variable appears once.
+   * The parameters as a checkpoint stores them: Hugging Face `state_dict` names and shapes, each shared variable
+   * once (under its first name). Parameters kept in their checkpoint layout come as clones, which cost nothing
+   * (they share the variable's data, and keep today's values if the variable is assigned later); transposed ones
+   * (see {@link ParameterOptions.transposed}) come as transposed copies. Either way the caller owns the tensors
+   * and disposes them; to use the live variables, see {@link Module.namedParameters}.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { Linear, serializeSafetensors } from '@slmkit/core';
+   * const proj = new Linear(4, 8);
+   * const state = proj.stateDict();
+   * console.log(state.weight.shape, proj.weight.shape); // [8, 4] (Hugging Face's [out, in]) [4, 8]
+   * const bytes = await serializeSafetensors(state);
+   * tf.dispose(Object.values(state));
+   * proj.dispose();
+   * ```
    */
-  stateDict(): Record<string, tf.Variable> {
-    return Object.fromEntries(this.namedParameters());
+  stateDict(): Record<string, tf.Tensor> {
+    const out: Record<string, tf.Tensor> = {};
+    for (const [name, v] of this.namedParameters()) {
+      out[name] = transposedLayout.get(v) === true ? tf.transpose(v) : tf.clone(v);
+    }
+    return out;
+  }
+
+  /**
+   * The shape of every parameter as a checkpoint stores it, by dotted name, each shared variable once: the
+   * variable's shape, reversed for a transposed parameter (see {@link ParameterOptions.transposed}). Reads no
+   * tensor data.
+   *
+   * @example
+   * ```ts
+   * import { Linear } from '@slmkit/core';
+   * const proj = new Linear(4, 8);
+   * console.log(proj.checkpointShapes()); // { weight: [8, 4], bias: [8] }
+   * proj.dispose();
+   * ```
+   */
+  checkpointShapes(): Record<string, number[]> {
+    return Object.fromEntries(this.namedParameters().map(([name, v]) => [name, checkpointShapeOf(v)]));
   }
 
   /** Number of scalar parameters, total and trainable; shared variables are counted once. */
@@ -270,6 +365,9 @@ export abstract class Module {
    * Loads parameters from a checkpoint or a record of tensors, matching by dotted name. Every problem is
    * collected first; if any is fatal, one {@link CheckpointError} lists them all and no parameter changes. Source
    * tensors of another float dtype (F16, BF16 already widened by the reader) are cast to the parameter's dtype.
+   * Tensors are given, and shapes checked and reported, in the checkpoint's layout (see
+   * {@link Module.checkpointShapes}); a parameter stored transposed ({@link ParameterOptions.transposed}) is
+   * transposed as it is loaded.
    *
    * @throws {@link CheckpointError} listing every missing, unexpected and mis-shaped tensor.
    */
@@ -290,11 +388,12 @@ export abstract class Module {
       }
       if (loadedVars.has(v)) continue; // a shared variable stored under two names: the first wins
       const shape = src.shape(name);
-      if (shape.length !== v.shape.length || shape.some((d, i) => d !== v.shape[i])) {
+      const expected = checkpointShapeOf(v); // what the checkpoint holds, whatever the variable's layout
+      if (shape.length !== expected.length || shape.some((d, i) => d !== expected[i])) {
         problems.push({
           kind: 'shape',
           name,
-          message: `${name}: expected shape [${v.shape.join(', ')}], found [${shape.join(', ')}]`,
+          message: `${name}: expected shape [${expected.join(', ')}], found [${shape.join(', ')}]`,
         });
         loadedVars.add(v);
         continue;
@@ -327,13 +426,10 @@ export abstract class Module {
     for (const [name, v] of plan) {
       const t = await src.read(name);
       try {
-        if (t.dtype !== v.dtype) {
-          const cast = tf.cast(t, v.dtype);
-          v.assign(cast);
-          cast.dispose();
-        } else {
-          v.assign(t);
-        }
+        tf.tidy(() => {
+          const value = t.dtype !== v.dtype ? tf.cast(t, v.dtype) : t;
+          v.assign(transposedLayout.get(v) === true ? tf.transpose(value) : value);
+        });
       } finally {
         t.dispose();
       }

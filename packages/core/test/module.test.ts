@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CheckpointError, ConfigError, Module } from '../src/index.js';
+import { CheckpointError, ConfigError, Embedding, Linear, Module, SafetensorsFile, serializeSafetensors } from '../src/index.js';
 
 class Affine extends Module {
   readonly weight: tf.Variable;
@@ -157,5 +157,132 @@ describe('Module', () => {
     m.dispose();
     expect(tf.memory().numTensors).toBe(numBefore - 3);
     m.dispose(); // twice is safe
+  });
+
+  describe('parameters stored transposed', () => {
+    /** A layer whose weight variable is the transpose of its checkpoint tensor, plus a plain vector. */
+    class Transposed extends Module {
+      readonly weight: tf.Variable;
+      readonly scale: tf.Variable;
+      constructor(rows: number, cols: number, shared?: tf.Variable) {
+        super();
+        this.weight = this.registerParameter('weight', shared ?? tf.zeros([cols, rows]), { transposed: true });
+        this.scale = this.registerParameter('scale', tf.ones([rows]));
+      }
+    }
+
+    it('loads checkpoint-layout tensors, transposing them, and gives them back from stateDict', async () => {
+      const m = new Transposed(2, 3);
+      expect(m.checkpointShapes()).toEqual({ weight: [2, 3], scale: [2] });
+      expect(m.weight.shape).toEqual([3, 2]);
+      const src = { weight: tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]), scale: tf.tensor1d([7, 8]) };
+      await m.loadWeights(src);
+      expect(Array.from(m.weight.dataSync())).toEqual([1, 4, 2, 5, 3, 6]);
+      const state = m.stateDict();
+      expect(state.weight.shape).toEqual([2, 3]);
+      expect(Array.from(state.weight.dataSync())).toEqual([1, 2, 3, 4, 5, 6]);
+      expect(Array.from(state.scale.dataSync())).toEqual([7, 8]);
+      tf.dispose([...Object.values(src), ...Object.values(state)]);
+      m.dispose();
+    });
+
+    it('reports a mis-shaped tensor in checkpoint shapes (a transposed tensor is mis-shaped)', async () => {
+      const m = new Transposed(2, 3);
+      const src = { weight: tf.zeros([3, 2]), scale: tf.zeros([2]) };
+      const err = (await m.loadWeights(src).catch((e: unknown) => e)) as CheckpointError;
+      expect(err).toBeInstanceOf(CheckpointError);
+      expect(err.problems.map((p) => p.message)).toEqual(['weight: expected shape [2, 3], found [3, 2]']);
+      tf.dispose(Object.values(src));
+      m.dispose();
+    });
+
+    it('accepts only 2-D transposed parameters', () => {
+      class Bad extends Module {
+        constructor() {
+          super();
+          this.registerParameter('w', tf.zeros([2, 3, 4]), { transposed: true });
+        }
+      }
+      expect(() => new Bad()).toThrow(ConfigError);
+      expect(() => new Bad()).toThrow('registerParameter("w"): only a 2-D parameter can be stored transposed, found shape [2, 3, 4]');
+    });
+
+    it('shares a transposed variable between modules, loadable under either name; one layout or an error', async () => {
+      class Tied extends Module {
+        readonly a = this.registerModule('a', new Transposed(2, 3));
+        readonly b = this.registerModule('b', new Transposed(2, 3, this.a.weight));
+      }
+      const m = new Tied();
+      expect(m.checkpointShapes()).toEqual({ 'a.weight': [2, 3], 'a.scale': [2], 'b.scale': [2] });
+      const src = { 'b.weight': tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]), 'a.scale': tf.ones([2]), 'b.scale': tf.ones([2]) };
+      await m.loadWeights(src);
+      expect(Array.from(m.a.weight.dataSync())).toEqual([1, 4, 2, 5, 3, 6]);
+      expect(m.b.weight).toBe(m.a.weight);
+      tf.dispose(Object.values(src));
+
+      class Plain extends Module {
+        constructor(v: tf.Variable) {
+          super();
+          this.registerParameter('weight', v); // untransposed: not the layout it was registered with
+        }
+      }
+      expect(() => new Plain(m.a.weight)).toThrow(ConfigError);
+      expect(() => new Plain(m.a.weight)).toThrow(/already registered transposed elsewhere, found untransposed; a shared variable must have one layout/);
+      m.dispose();
+    });
+
+    it('stateDict gives tensors the caller owns: a snapshot, disposable without touching the model', async () => {
+      const lin = new Linear(3, 2, { seed: 1 });
+      const state = lin.stateDict();
+      const before = Array.from(state.bias.dataSync());
+      const zeros = tf.zeros([2]);
+      lin.bias!.assign(zeros);
+      zeros.dispose();
+      expect(Array.from(state.bias.dataSync())).toEqual(before); // the clone kept the old values
+      const count = tf.memory().numTensors;
+      tf.dispose(Object.values(state));
+      expect(tf.memory().numTensors).toBe(count - 2);
+      expect(lin.weight.isDisposed).toBe(false);
+      expect(Array.from(lin.bias!.dataSync())).toEqual([0, 0]);
+      lin.dispose();
+    });
+
+    it('round-trips stateDict through safetensors and loadWeights byte for byte, a tied embedding included', async () => {
+      class Tiny extends Module {
+        readonly embed = this.registerModule('embed_tokens', new Embedding(10, 4, { seed: 1 }));
+        readonly proj = this.registerModule('proj', new Linear(4, 6, { seed: 2 }));
+        readonly head = this.registerModule('lm_head', new Linear(6, 10, { bias: false, seed: 3 }));
+        readonly norm = this.registerParameter('norm', tf.randomNormal([4], 1, 0.1, 'float32', 4));
+      }
+      const a = new Tiny();
+      const state = a.stateDict();
+      expect(Object.fromEntries(Object.entries(state).map(([n, t]) => [n, t.shape]))).toEqual(a.checkpointShapes());
+      expect(a.checkpointShapes()).toEqual({
+        norm: [4],
+        'embed_tokens.weight': [10, 4],
+        'proj.weight': [6, 4],
+        'proj.bias': [6],
+        'lm_head.weight': [10, 6],
+      });
+      const bytes = await serializeSafetensors(state, { metadata: { format: 'pt' } });
+      tf.dispose(Object.values(state));
+      const file = SafetensorsFile.fromBuffer(bytes);
+      expect(file.shape('proj.weight')).toEqual([6, 4]);
+      const b = new Tiny();
+      const counts = tf.memory().numTensors;
+      await b.loadWeights(file);
+      expect(tf.memory().numTensors).toBe(counts);
+      await file.close();
+      for (const [[na, va], [nb, vb]] of a.namedParameters().map((p, i) => [p, b.namedParameters()[i]] as const)) {
+        expect(nb).toBe(na);
+        expect(vb.shape).toEqual(va.shape);
+        expect(Array.from(vb.dataSync())).toEqual(Array.from(va.dataSync()));
+      }
+      const again = b.stateDict();
+      expect(await serializeSafetensors(again, { metadata: { format: 'pt' } })).toEqual(bytes);
+      tf.dispose(Object.values(again));
+      a.dispose();
+      b.dispose();
+    });
   });
 });

@@ -143,7 +143,7 @@ describe('configFromHF defaults and flags', () => {
     for (const n of ['q_layernorm.weight', 'q_layernorm.bias', 'k_layernorm.weight', 'k_layernorm.bias']) {
       expect(names).toContain(`model.layers.0.self_attn.${n}`);
     }
-    expect(model.stateDict()['model.layers.0.self_attn.q_layernorm.weight'].shape).toEqual([8]);
+    expect(model.checkpointShapes()['model.layers.0.self_attn.q_layernorm.weight']).toEqual([8]);
     model.dispose();
   });
 });

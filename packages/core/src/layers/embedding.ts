@@ -42,9 +42,18 @@ export interface EmbeddingOptions {
  * (`model.embed_tokens.weight`).
  *
  * For models with tied embeddings the same table is the output head: {@link Embedding.attend} computes the
- * logits `x Wᵀ`, one score per vocabulary entry.
+ * logits `x Wᵀ`, one score per vocabulary entry. That is the largest matmul of a small model (SmolLM-135M's is
+ * 576 × 49152), so the table is stored in the head's layout: the variable {@link Embedding.weight} is `Wᵀ`, shape
+ * `[dim, numEmbeddings]`, the head is a plain `matMul(x, weight)`, and the lookup gathers columns. A head
+ * multiplying by `W` transposed would be about 7x slower on tfjs-backend-wasm 4.22 (90 ms instead of 13 ms a
+ * decode step at SmolLM's size), and keeping a second, transposed copy for the head would cost a whole extra
+ * table of memory (113 MB for SmolLM-135M, 2 GB for a 256k-token vocabulary); gathering columns instead of rows
+ * costs little next to the rest of a forward (a few milliseconds for 128 tokens on wasm). The checkpoint keeps
+ * Hugging Face's `[numEmbeddings, dim]`: {@link Module.loadWeights} takes that tensor (and reports shapes that
+ * way) and {@link Module.stateDict} gives it back; see {@link ParameterOptions.transposed}.
  *
- * Initialised standard normal, like `torch.nn.Embedding`; pretrained weights replace it through
+ * Initialised standard normal, like `torch.nn.Embedding` (drawn in the `[numEmbeddings, dim]` layout, so a seed
+ * gives the same table as it did before it was stored transposed); pretrained weights replace it through
  * {@link Module.loadWeights}.
  *
  * @example
@@ -65,7 +74,12 @@ export class Embedding extends Module {
   readonly numEmbeddings: number;
   /** Width of each row. */
   readonly dim: number;
-  /** `W`, shape `[numEmbeddings, dim]`. */
+  /**
+   * `Wᵀ`, shape `[dim, numEmbeddings]`: column `i` is the vector of token `i`. It is the transpose of Hugging
+   * Face's `weight` (`[numEmbeddings, dim]`), which is what checkpoints, {@link Module.loadWeights} and
+   * {@link Module.stateDict} use. To set it from a `[numEmbeddings, dim]` table, load it:
+   * `await embedding.loadWeights({ weight })`.
+   */
   readonly weight: tf.Variable;
   private readonly checkIds: boolean;
 
@@ -90,7 +104,11 @@ export class Embedding extends Module {
     this.numEmbeddings = numEmbeddings;
     this.dim = dim;
     this.checkIds = checkIds;
-    this.weight = this.registerParameter('weight', tf.randomNormal([numEmbeddings, dim], 0, 1, 'float32', options.seed));
+    this.weight = this.registerParameter(
+      'weight',
+      tf.tidy(() => tf.transpose(tf.randomNormal([numEmbeddings, dim], 0, 1, 'float32', options.seed))), // [dim, num]
+      { transposed: true },
+    );
   }
 
   /**
@@ -109,13 +127,14 @@ export class Embedding extends Module {
     return tf.tidy(() => {
       // Gathering from a 1-D index list keeps every backend on its simplest GatherV2 path.
       const flat = tf.reshape(ids, [ids.size]); // [N]
-      const rows = tf.gather(this.weight, flat); // [N, dim]
-      return tf.reshape(rows, [...ids.shape, this.dim]); // [..., dim]
+      const columns = tf.gather(this.weight, flat, 1); // [dim, N]
+      return tf.reshape(tf.transpose(columns), [...ids.shape, this.dim]); // [N, dim] -> [..., dim]
     });
   }
 
   /**
-   * The tied output head: scores every vocabulary entry against `x`, `logits = x Wᵀ`.
+   * The tied output head: scores every vocabulary entry against `x`, `logits = x Wᵀ` (`matMul(x, weight)`, the
+   * table being stored `[dim, numEmbeddings]`).
    *
    * @param x - float32 `[..., dim]`.
    * @returns `[..., numEmbeddings]`; the caller owns it.
@@ -134,7 +153,7 @@ export class Embedding extends Module {
       const lead = x.shape.slice(0, -1);
       const rows = lead.reduce((a, b) => a * b, 1);
       const x2d = tf.reshape(x, [rows, this.dim]); // [N, dim]
-      const logits = tf.matMul(x2d, this.weight, false, true); // [N, num]
+      const logits = tf.matMul(x2d, this.weight); // [N, dim] · [dim, num] -> [N, num]
       return tf.reshape(logits, [...lead, this.numEmbeddings]); // [..., num]
     });
   }

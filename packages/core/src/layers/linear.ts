@@ -1,6 +1,6 @@
 /**
- * `Linear`: the affine map every projection in a transformer or SSM block is made of, with Hugging Face's weight
- * layout, and `Projection`, the interface blocks accept so LoRA or quantised linears can replace it.
+ * `Linear`: the affine map every projection in a transformer or SSM block is made of, loading Hugging Face's
+ * weights, and `Projection`, the interface blocks accept so LoRA or quantised linears can replace it.
  *
  * @module
  */
@@ -56,14 +56,21 @@ export interface LinearOptions {
 }
 
 /**
- * An affine map, `y = x Wᵀ + b`, with `W` of shape `[outFeatures, inFeatures]` (PyTorch's and Hugging Face's
- * layout, so checkpoint tensors load without a transpose) and `b` of shape `[outFeatures]`. Parameters are named
- * `weight` and `bias`, as in a Hugging Face `state_dict`.
+ * An affine map, `y = x Wᵀ + b`, with `W` of shape `[outFeatures, inFeatures]` and `b` of shape `[outFeatures]`,
+ * as in `torch.nn.Linear`. Parameters are named `weight` and `bias`, as in a Hugging Face `state_dict`.
+ *
+ * The weight is stored transposed: the variable {@link Linear.weight} is `Wᵀ`, shape `[inFeatures, outFeatures]`,
+ * and the forward is a plain `matMul(x, weight)`. Multiplying by a transposed operand is far slower on some
+ * backends (about 15x on tfjs-backend-wasm 4.22, whose fast XNNPACK path only takes `[in, out]`), and never
+ * faster on the others. The checkpoint keeps Hugging Face's layout: {@link Module.loadWeights} takes the
+ * `[outFeatures, inFeatures]` tensor a `state_dict` holds under `weight` (and reports shapes that way), and
+ * {@link Module.stateDict} gives it back in that layout; see {@link ParameterOptions.transposed}.
  *
  * Inputs of any rank ≥ 1 are accepted: every dimension but the last is a batch dimension.
  *
  * Initialisation follows `torch.nn.Linear`: `W` and `b` uniform in `±1/√inFeatures` (PyTorch's
- * `kaiming_uniform_(a=√5)` reduces to that bound). Pretrained weights replace it through
+ * `kaiming_uniform_(a=√5)` reduces to that bound), `W` drawn row by row in the `[out, in]` layout so that a seed
+ * gives the same map as it did before the weight was stored transposed. Pretrained weights replace it through
  * {@link Module.loadWeights}.
  *
  * @example
@@ -83,7 +90,11 @@ export class Linear extends Module {
   readonly inFeatures: number;
   /** Width of the output's last dimension. */
   readonly outFeatures: number;
-  /** `W`, shape `[outFeatures, inFeatures]`. */
+  /**
+   * `Wᵀ`, shape `[inFeatures, outFeatures]`: the transpose of Hugging Face's `weight` (`[outFeatures,
+   * inFeatures]`), which is what checkpoints, {@link Module.loadWeights} and {@link Module.stateDict} use. To set
+   * it from an `[out, in]` tensor, load it: `await linear.loadWeights({ weight })`.
+   */
   readonly weight: tf.Variable;
   /** `b`, shape `[outFeatures]`; `undefined` when built with `bias: false`. */
   readonly bias: tf.Variable | undefined;
@@ -112,7 +123,8 @@ export class Linear extends Module {
     const bound = 1 / Math.sqrt(inFeatures);
     this.weight = this.registerParameter(
       'weight',
-      tf.randomUniform([outFeatures, inFeatures], -bound, bound, 'float32', seed),
+      tf.tidy(() => tf.transpose(tf.randomUniform([outFeatures, inFeatures], -bound, bound, 'float32', seed))), // [in, out]
+      { transposed: true },
     );
     this.bias = bias
       ? this.registerParameter('bias', tf.randomUniform([outFeatures], -bound, bound, 'float32', seed == null ? undefined : seed + 1))
@@ -120,7 +132,7 @@ export class Linear extends Module {
   }
 
   /**
-   * Applies `x Wᵀ + b` over the last dimension.
+   * Applies `x Wᵀ + b` over the last dimension (`matMul(x, weight)`, the weight being stored `[in, out]`).
    *
    * @param x - float32 tensor `[..., inFeatures]`.
    * @returns `[..., outFeatures]`; the caller owns it.
@@ -132,7 +144,7 @@ export class Linear extends Module {
       const lead = x.shape.slice(0, -1);
       const rows = lead.reduce((a, b) => a * b, 1);
       const x2d = tf.reshape(x, [rows, this.inFeatures]); // [N, in]
-      let y = tf.matMul(x2d, this.weight, false, true); // [N, out]
+      let y = tf.matMul(x2d, this.weight); // [N, in] · [in, out] -> [N, out]
       if (this.bias != null) y = tf.add(y, this.bias);
       return tf.reshape(y, [...lead, this.outFeatures]); // [..., out]
     });

@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend.js';
+// tfjs-core registers op gradients separately; the package entry does this, these tests import layers directly.
+import '../../src/register-gradients.node.js';
 import { BackendError, CheckpointError, ConfigError, ShapeError } from '../../src/errors.js';
 import { Embedding } from '../../src/layers/embedding.js';
 import {
@@ -8,6 +10,7 @@ import {
   expectBackendsAgree,
   expectClose,
   expectNoLeak,
+  checkpointValues,
   linearRef,
   onEveryBackend,
   randInts,
@@ -177,12 +180,17 @@ describe('Embedding', () => {
     e.dispose();
   });
 
-  it('has the parameter weight [num, dim], standard normal and reproducible with a seed', () => {
+  it('has the parameter weight [num, dim] (stored [dim, num]), standard normal and reproducible with a seed', () => {
     const a = new Embedding(200, 16, { seed: 9 });
     const b = new Embedding(200, 16, { seed: 9 });
-    expect(a.namedParameters().map(([n, v]) => [n, v.shape])).toEqual([['weight', [200, 16]]]);
+    expect(a.checkpointShapes()).toEqual({ weight: [200, 16] });
+    expect(a.namedParameters().map(([n, v]) => [n, v.shape])).toEqual([['weight', [16, 200]]]);
     const v = Array.from(a.weight.dataSync());
     expect(Array.from(b.weight.dataSync())).toEqual(v);
+    // The same table for a seed as when it was stored [num, dim].
+    const drawn = tf.randomNormal([200, 16], 0, 1, 'float32', 9);
+    expect(checkpointValues(a, 'weight')).toEqual(Array.from(drawn.dataSync()));
+    drawn.dispose();
     const mean = v.reduce((s, t) => s + t, 0) / v.length;
     const std = Math.sqrt(v.reduce((s, t) => s + (t - mean) ** 2, 0) / v.length);
     expect(Math.abs(mean)).toBeLessThan(0.1);
@@ -206,6 +214,38 @@ describe('Embedding', () => {
     expect(() => new Embedding(10, 1.5)).toThrow('Embedding: dim must be a positive integer, found 1.5');
     expect(() => new Embedding(10, 4, { checkIds: 'no' as unknown as boolean })).toThrow(ConfigError);
     expect(() => new Embedding(10, 4, { seed: NaN })).toThrow(/seed must be a finite number/);
+  });
+
+  it('the tied head follows every change of the table: a load, an assign, an optimiser step', async () => {
+    const e = await embeddingWith();
+    const x = tf.tensor2d(randn(3 * dim, 46), [3, dim]);
+    const before = tf.memory().numTensors;
+    const logits = async () => take(e.attend(x));
+    const reference = (t: number[]) => linearRef(Array.from(x.dataSync()), t, null, 3, dim, num);
+    expectClose(await logits(), reference(table));
+    // loadWeights
+    const other = randn(num * dim, 47);
+    const record = { weight: tf.tensor2d(other, [num, dim]) };
+    await e.loadWeights(record);
+    record.weight.dispose();
+    expectClose(await logits(), reference(other));
+    // assign in the compute layout [dim, num]
+    const doubled = tf.mul(e.weight, 2);
+    e.weight.assign(doubled);
+    doubled.dispose();
+    expectClose(await logits(), reference(other.map((v) => 2 * v)));
+    // an optimiser step through attend and forward
+    const ids = tf.tensor1d([1, 4], 'int32');
+    const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(e.attend(e.forward(ids)), 0.01)) as tf.Scalar, [e.weight]);
+    expect(grads[e.weight.name].shape).toEqual([dim, num]);
+    const sgd = tf.train.sgd(0.1);
+    sgd.applyGradients(grads);
+    sgd.dispose();
+    tf.dispose([value, ids, ...Object.values(grads)]);
+    expectClose(await logits(), reference(checkpointValues(e, 'weight')));
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+    e.dispose();
   });
 
   it('leaks no tensors across repeated forwards and attends', async () => {

@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
 import { backendsUnderTest } from '@slmkit/fixtures';
 import { initBackend } from '../../src/backend.js';
+import type { Module } from '../../src/module.js';
 
 /** mulberry32: a tiny, fast, seedable 32-bit PRNG; uniform in [0, 1). */
 export function prng(seed: number): () => number {
@@ -208,4 +209,12 @@ export function expectNoLeak(run: () => void, times = 5): void {
   const before = tf.memory().numTensors;
   for (let i = 0; i < times; i++) run();
   expect(tf.memory().numTensors).toBe(before);
+}
+
+/** The values of parameter `name` of `m` in the checkpoint's layout (a `Linear` weight `[out, in]`), read from its state dict. */
+export function checkpointValues(m: Module, name: string): number[] {
+  const state = m.stateDict();
+  const values = Array.from(state[name].dataSync());
+  tf.dispose(Object.values(state));
+  return values;
 }

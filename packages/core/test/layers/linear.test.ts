@@ -54,10 +54,11 @@ describe('Linear', () => {
     lin.dispose();
   });
 
-  it('has HF parameter names and shapes', () => {
+  it('has HF parameter names and checkpoint shapes, and stores the weight [in, out]', () => {
     const lin = new Linear(4, 3);
+    expect(lin.checkpointShapes()).toEqual({ weight: [3, 4], bias: [3] });
     expect(lin.namedParameters().map(([n, v]) => [n, v.shape])).toEqual([
-      ['weight', [3, 4]],
+      ['weight', [4, 3]], // the compute layout: Wᵀ
       ['bias', [3]],
     ]);
     const noBias = new Linear(4, 3, { bias: false });
@@ -86,6 +87,15 @@ describe('Linear', () => {
     [a, a2, c].forEach((m) => m.dispose());
   });
 
+  it('draws the same [out, in] weight for a seed as when it was stored that way', async () => {
+    const lin = new Linear(5, 3, { seed: 17, bias: false });
+    const drawn = tf.randomUniform([3, 5], -1 / Math.sqrt(5), 1 / Math.sqrt(5), 'float32', 17);
+    const state = lin.stateDict();
+    expect(Array.from(await state.weight.data())).toEqual(Array.from(await drawn.data()));
+    tf.dispose([drawn, ...Object.values(state)]);
+    lin.dispose();
+  });
+
   it('loadWeights sets the values; a wrong shape fails with CheckpointError and changes nothing', async () => {
     const lin = new Linear(3, 2, { seed: 1 });
     const before = Array.from(lin.weight.dataSync());
@@ -98,9 +108,38 @@ describe('Linear', () => {
     expect(Array.from(lin.weight.dataSync())).toEqual(before);
     const good = { weight: tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]), bias: tf.tensor1d([0.5, -0.5]) };
     await lin.loadWeights(good);
-    expect(Array.from(lin.weight.dataSync())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(lin.weight.shape).toEqual([3, 2]);
+    expect(Array.from(lin.weight.dataSync())).toEqual([1, 4, 2, 5, 3, 6]); // [in, out]
     expect(Array.from(lin.bias!.dataSync())).toEqual([0.5, -0.5]);
-    tf.dispose([...Object.values(bad), ...Object.values(good)]);
+    const state = lin.stateDict();
+    expect(state.weight.shape).toEqual([2, 3]);
+    expect(Array.from(state.weight.dataSync())).toEqual([1, 2, 3, 4, 5, 6]); // back in HF's [out, in]
+    tf.dispose([...Object.values(bad), ...Object.values(good), ...Object.values(state)]);
+    lin.dispose();
+  });
+
+  it('reports every mis-shaped tensor in checkpoint shapes, a Linear inside a module included', async () => {
+    const lin = new Linear(5, 2, { bias: true });
+    const bad = { weight: tf.zeros([2, 4]), bias: tf.zeros([5]) };
+    const err = (await lin.loadWeights(bad).catch((e: unknown) => e)) as CheckpointError;
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect(err.problems.map((p) => p.message)).toEqual([
+      'weight: expected shape [2, 5], found [2, 4]',
+      'bias: expected shape [2], found [5]',
+    ]);
+    tf.dispose(Object.values(bad));
+    lin.dispose();
+  });
+
+  it('leaks nothing loading (a cast and a transpose) or giving its state dict', async () => {
+    const lin = new Linear(4, 3);
+    const record = { weight: tf.ones([3, 4], 'int32'), bias: tf.ones([3]) };
+    const before = tf.memory().numTensors;
+    await lin.loadWeights(record);
+    tf.dispose(Object.values(lin.stateDict()));
+    expect(tf.memory().numTensors).toBe(before);
+    expect(Array.from(lin.weight.dataSync())).toEqual(new Array(12).fill(1));
+    tf.dispose(Object.values(record));
     lin.dispose();
   });
 
@@ -132,8 +171,9 @@ describe('Linear', () => {
     const lin = new Linear(3, 2, { seed: 3 });
     const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3]);
     const { value, grads } = tf.variableGrads(() => tf.sum(lin.forward(x)) as tf.Scalar, lin.parameters());
-    // d/dW sum(x Wᵀ + b) = column sums of x per output row; d/db = number of rows.
-    expect(Array.from(grads[lin.weight.name].dataSync())).toEqual([5, 7, 9, 5, 7, 9]);
+    // d/dW sum(x Wᵀ + b) = column sums of x per output row; d/db = number of rows. The variable is Wᵀ [in, out].
+    expect(grads[lin.weight.name].shape).toEqual([3, 2]);
+    expect(Array.from(grads[lin.weight.name].dataSync())).toEqual([5, 5, 7, 7, 9, 9]);
     expect(Array.from(grads[lin.bias!.name].dataSync())).toEqual([2, 2]);
     tf.dispose([value, x, ...Object.values(grads)]);
     lin.dispose();
