@@ -1,7 +1,8 @@
 /**
  * `Linear`, the matmul every projection is made of, at SmolLM-135M's widths; and the bare matmul in both weight
- * layouts, because the backends do not treat them alike: `Linear` keeps Hugging Face's `[out, in]` weight and
- * computes `x·Wᵀ` (`matmul-nt`), while `matmul-nn` multiplies by a weight stored `[in, out]`.
+ * layouts, because the backends do not treat them alike: `matmul-nt` multiplies by a weight in Hugging Face's
+ * `[out, in]` layout (`x·Wᵀ`, transposeB), `matmul-nn` by one stored `[in, out]` (`x·W`), which is how `Linear`
+ * keeps its weight since transposeB turned out ~10x slower on wasm.
  *
  * GFLOP/s counts the 2·T·in·out multiply-adds. At T = 1 the weight read dominates, so GB/s (weight plus
  * activations) is given there too.
