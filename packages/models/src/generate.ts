@@ -121,9 +121,29 @@ function optionError(field: string, expected: string, found: unknown): never {
   throw new ConfigError(`generate: ${field} must be ${expected}, found ${shown}`, { field, expected, found });
 }
 
+/**
+ * What {@link generate} needs of a model: {@link CausalLM} and `MambaLM` both fit, with their own cache type.
+ *
+ * @example
+ * ```ts
+ * import { CausalLM, type GenerativeLM, type ModelCache } from '@slmkit/models';
+ * const asGenerative = (m: CausalLM): GenerativeLM<ModelCache> => m;
+ * ```
+ */
+export interface GenerativeLM<Cache extends { dispose(): void }> {
+  /** The vocabulary size and the stop / padding ids. */
+  readonly config: { readonly vocabSize: number; readonly eosTokenId: number | number[] | null; readonly padTokenId: number | null };
+  /** Turns text into ids and back, when set. */
+  tokenizer: PromptTokenizer | undefined;
+  /** A new, empty decoding state. */
+  createCache(): Cache;
+  /** The logits `[B, vocab]` of the last position of each row, reading and extending `cache`. */
+  forwardLast(ids: tf.Tensor2D, options: { cache?: Cache; attentionMask?: tf.Tensor2D; positions?: number[][] }): tf.Tensor2D;
+}
+
 /** The prompt as rectangular ids plus a padding mask (null when there is no padding). */
-async function readInput(
-  model: CausalLM,
+async function readInput<C extends { dispose(): void }>(
+  model: GenerativeLM<C>,
   input: GenerateInput,
   maskOption: number[][] | undefined,
 ): Promise<{ rows: number[][]; mask: number[][] | null; fromText: boolean }> {
@@ -206,7 +226,7 @@ async function readInput(
  * model.dispose();
  * ```
  */
-export async function generate(model: CausalLM, input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
+export async function generate<C extends { dispose(): void }>(model: GenerativeLM<C>, input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
   if (options == null || typeof options !== 'object') optionError('options', 'an object with maxNewTokens', options);
   const { maxNewTokens, onToken, returnLogits } = options;
   if (!Number.isInteger(maxNewTokens) || maxNewTokens <= 0) optionError('maxNewTokens', 'a positive integer', maxNewTokens);
@@ -313,6 +333,10 @@ export async function generate(model: CausalLM, input: GenerateInput, options: G
  * model.dispose();
  * ```
  */
-export function stream(model: CausalLM, input: GenerateInput, options: Omit<GenerateOptions, 'onToken'>): AsyncIterableIterator<GenerateStep> {
+export function stream<C extends { dispose(): void }>(
+  model: GenerativeLM<C>,
+  input: GenerateInput,
+  options: Omit<GenerateOptions, 'onToken'>,
+): AsyncIterableIterator<GenerateStep> {
   return streamFromCallbacks<GenerateStep>((emit) => generate(model, input, { ...options, onToken: (step) => emit(step) }));
 }

@@ -1,6 +1,7 @@
 /**
  * `@slmkit/models`: `CausalLM` and the transformer families it covers (Llama, Mistral, Qwen2, Gemma, Phi, Phi-3,
- * StableLM), Hugging Face checkpoint loading, explicit caches and generation.
+ * StableLM) and the Mamba-1 families (`mamba`, `falcon_mamba`), Hugging Face checkpoint loading, explicit caches and
+ * generation.
  *
  * @packageDocumentation
  */
@@ -18,3 +19,6 @@ export * from './generation/sampling.js';
 export * from './presets.js';
 export * from './count.js';
 export * from './tokenizer.js';
+export * from './families/mamba.js';
+export * from './mamba-lm.js';
+export * from './mamba-presets.js';

@@ -7,6 +7,8 @@ import { openCheckpoint, readConfigJson, type OpenCheckpointOptions } from '@slm
 import { CausalLM } from './causal-lm.js';
 import type { CausalLMConfig } from './config.js';
 import { configFromHF } from './families/index.js';
+import { mambaConfigFromHF, type MambaConfig } from './families/mamba.js';
+import { MambaLM } from './mamba-lm.js';
 import { loadTokenizer } from './tokenizer.js';
 
 /**
@@ -24,6 +26,8 @@ import { loadTokenizer } from './tokenizer.js';
 export interface FromPretrainedOptions extends OpenCheckpointOptions {
   /** Edits the config mapped from `config.json` before the model is built (e.g. a shorter context). */
   config?: (config: CausalLMConfig) => CausalLMConfig;
+  /** Edits the config of a `mamba` / `falcon_mamba` checkpoint before the model is built. */
+  mambaConfig?: (config: MambaConfig) => MambaConfig;
   /**
    * Whether to load the folder's `tokenizer.json` (when it has one) as {@link CausalLM.tokenizer}, so that
    * `generate` accepts text. Default true; a folder without one simply gives a model without a tokenizer.
@@ -32,8 +36,24 @@ export interface FromPretrainedOptions extends OpenCheckpointOptions {
 }
 
 /**
+ * What {@link fromPretrained} returns: a transformer {@link CausalLM}, or a {@link MambaLM} for `mamba` and
+ * `falcon_mamba` checkpoints. Both have `forward`, `forwardLast`, `createCache`, `generate`, `stream`, `config`,
+ * `tokenizer` and `dispose`; narrow with `instanceof` for the rest.
+ *
+ * @example
+ * ```ts
+ * import { CausalLM, type PretrainedLM } from '@slmkit/models';
+ * function layers(m: PretrainedLM): number {
+ *   return m instanceof CausalLM ? m.model.layers.length : m.layers.length;
+ * }
+ * ```
+ */
+export type PretrainedLM = CausalLM | MambaLM;
+
+/**
  * Loads a causal language model from a Hugging Face checkpoint: reads `config.json`, maps it by `model_type`
- * ({@link configFromHF}), builds the {@link CausalLM}, and loads every tensor of `model.safetensors` (or of the
+ * ({@link configFromHF}; `mamba` and `falcon_mamba` through `mambaConfigFromHF` to a {@link MambaLM}), builds the
+ * model, and loads every tensor of `model.safetensors` (or of the
  * shards a `model.safetensors.index.json` lists) strictly, under its Hugging Face name. Tied embeddings need no
  * `lm_head.weight`; Phi-3's fused `qkv_proj` and `gate_up_proj` load as stored. The checkpoint is closed before
  * returning, and the model is disposed if anything fails. When the folder has a `tokenizer.json`, it becomes the
@@ -58,13 +78,21 @@ export interface FromPretrainedOptions extends OpenCheckpointOptions {
  * model.dispose();
  * ```
  */
-export async function fromPretrained(location: string | URL, options: FromPretrainedOptions = {}): Promise<CausalLM> {
+export async function fromPretrained(location: string | URL, options: FromPretrainedOptions = {}): Promise<PretrainedLM> {
   const json = await readConfigJson(location, options);
-  let config = configFromHF(json);
-  if (options.config != null) config = options.config(config);
+  let build: () => CausalLM | MambaLM;
+  if (json != null && typeof json === 'object' && (json.model_type === 'mamba' || json.model_type === 'falcon_mamba')) {
+    let config = mambaConfigFromHF(json);
+    if (options.mambaConfig != null) config = options.mambaConfig(config);
+    build = () => new MambaLM(config);
+  } else {
+    let config = configFromHF(json);
+    if (options.config != null) config = options.config(config);
+    build = () => new CausalLM(config);
+  }
   // Read before any tensor exists, so that a malformed tokenizer.json leaves nothing to free.
   const tokenizer = options.tokenizer === false ? null : await loadTokenizer(location, options);
-  const model = new CausalLM(config);
+  const model = build();
   model.tokenizer = tokenizer ?? undefined;
   try {
     const checkpoint = await openCheckpoint(location, options);

@@ -27,7 +27,7 @@ describe.each(BACKENDS)('families on %s', (backend) => {
     let logitsDiff = NaN;
 
     beforeAll(async () => {
-      model = await fromPretrained(caseDir(family));
+      model = (await fromPretrained(caseDir(family))) as CausalLM;
     });
     afterAll(() => model?.dispose());
 

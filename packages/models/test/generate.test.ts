@@ -17,7 +17,7 @@ describe('generate', () => {
 
   beforeAll(async () => {
     await useBackend('wasm');
-    model = await fromPretrained(caseDir('llama'));
+    model = (await fromPretrained(caseDir('llama'))) as CausalLM;
     baseline = tf.memory().numTensors;
   });
   afterAll(() => {
@@ -134,7 +134,7 @@ describe('forward', () => {
   let model: CausalLM;
   beforeAll(async () => {
     await useBackend('cpu');
-    model = await fromPretrained(caseDir('qwen2'));
+    model = (await fromPretrained(caseDir('qwen2'))) as CausalLM;
     return () => model.dispose();
   });
 

@@ -194,7 +194,7 @@ describe('fromPretrained', () => {
 
   it('applies a config edit before building the model', async () => {
     const model = await fromPretrained(caseDir('llama'), { config: (c) => ({ ...c, maxPositionEmbeddings: 64 }) });
-    expect(model.config.maxPositionEmbeddings).toBe(64);
+    expect((model as CausalLM).config.maxPositionEmbeddings).toBe(64);
     model.dispose();
   });
 

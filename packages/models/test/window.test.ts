@@ -16,7 +16,7 @@ describe.each(BACKENDS.filter((b) => b !== 'webgpu'))('mistral sliding window on
 
   beforeAll(async () => {
     await useBackend(backend);
-    model = await fromPretrained(caseDir('mistral'));
+    model = (await fromPretrained(caseDir('mistral'))) as CausalLM;
     return () => model.dispose();
   });
 

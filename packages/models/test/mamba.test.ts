@@ -1,0 +1,110 @@
+// The Mamba-1 families against the logits `transformers` computed for their tiny fixtures (one full forward, then
+// 8 greedy steps through the recurrent state), on every backend under test; presets against param-counts.json.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '@slmkit/core';
+import { FIXTURES_DIR, caseDir, loadCase } from '@slmkit/fixtures';
+import { MAMBA_PRESETS, MambaLM, countMambaParameters, fromPretrained, mambaConfigFromHF, type MambaPresetName } from '../src/index.js';
+import { BACKENDS, maxAbsDiff, take, tolerance, useBackend } from './helpers.js';
+
+const measured: string[] = [];
+// Ids from arrays (an id tensor made by slicing would live on the GPU under webgpu; the embedding reads ids on the CPU).
+const idsOf = (rows: number[][]): tf.Tensor2D => tf.tensor2d(rows, undefined, 'int32');
+afterAll(() => console.log(`mamba fixture max abs diffs (logits / step logits):\n${measured.join('\n')}`));
+
+describe.each(BACKENDS)('mamba families on %s', (backend) => {
+  beforeAll(async () => {
+    await useBackend(backend);
+  });
+
+  describe.each(['mamba', 'falcon_mamba'] as const)('%s', (family) => {
+    const fixture = loadCase(family);
+    const [B, L, V] = fixture.logitsShape as [number, number, number];
+    const steps = fixture.expected.generation.max_new_tokens as number;
+    let model: MambaLM;
+    let logitsDiff = NaN;
+
+    beforeAll(async () => {
+      const loaded = await fromPretrained(caseDir(family));
+      expect(loaded).toBeInstanceOf(MambaLM);
+      model = loaded as MambaLM;
+    });
+    afterAll(() => model?.dispose());
+
+    it('matches the reference logits of one full forward', async () => {
+      const ids = tf.tensor2d(fixture.inputIds, [B, L], 'int32');
+      const before = tf.memory().numTensors;
+      const logits = model.forward(ids);
+      expect(logits.shape).toEqual([B, L, V]);
+      logitsDiff = maxAbsDiff(await take(logits), fixture.logits);
+      ids.dispose();
+      expect(tf.memory().numTensors).toBe(before - 1);
+      expect(logitsDiff).toBeLessThanOrEqual(tolerance(backend));
+    });
+
+    it('generates the reference greedy tokens with the reference step logits through the recurrent state', async () => {
+      const before = tf.memory().numTensors;
+      const out = await model.generate(fixture.inputIds, { maxNewTokens: steps, stopTokens: [], returnLogits: true });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(out.tokens).toEqual(fixture.expected.generation.new_token_ids);
+      let worst = 0;
+      out.stepLogits!.forEach((s, step) => {
+        for (let b = 0; b < B; b++) {
+          const want = fixture.genLogits!.subarray((b * steps + step) * V, (b * steps + step + 1) * V);
+          worst = Math.max(worst, maxAbsDiff(s.subarray(b * V, (b + 1) * V), want));
+        }
+      });
+      measured.push(`${backend} ${family}: ${logitsDiff.toExponential(2)} / ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThanOrEqual(tolerance(backend));
+    });
+
+    it('prefill of L tokens then k single steps equals one forward of L + k', async () => {
+      const ids = tf.tensor2d(fixture.inputIds, [B, L], 'int32');
+      const full = await take(model.forward(ids)); // [B, L, V]
+      const Lp = L - 3;
+      const cache = model.createCache();
+      const parts: Float32Array[] = [];
+      const step = async (rows: number[][]): Promise<Float32Array> => {
+        const t = idsOf(rows);
+        const out = await take(model.forward(t, { cache }));
+        t.dispose();
+        return out;
+      };
+      parts.push(await step(fixture.inputIds.map((r) => r.slice(0, Lp))));
+      for (let t = Lp; t < L; t++) parts.push(await step(fixture.inputIds.map((r) => [r[t]])));
+      expect(cache.length).toBe(L);
+      const stitched = new Float32Array(B * L * V);
+      for (let b = 0; b < B; b++) {
+        stitched.set(parts[0].subarray(b * Lp * V, (b + 1) * Lp * V), b * L * V);
+        for (let k = 0; k < 3; k++) stitched.set(parts[k + 1].subarray(b * V, (b + 1) * V), (b * L + Lp + k) * V);
+      }
+      expect(maxAbsDiff(stitched, full)).toBeLessThanOrEqual(tolerance(backend));
+      cache.dispose();
+      tf.dispose(ids);
+    });
+  });
+});
+
+describe('mamba presets', () => {
+  const spec = JSON.parse(readFileSync(join(FIXTURES_DIR, '..', 'specs', 'param-counts.json'), 'utf8')) as Record<string, { params: number; config: Record<string, unknown> }>;
+  it.each(Object.keys(MAMBA_PRESETS) as MambaPresetName[])('%s has the parameter count and shape of param-counts.json', (name) => {
+    const preset = MAMBA_PRESETS[name]();
+    expect(countMambaParameters(preset).total).toBe(spec[name].params);
+    expect(mambaConfigFromHF(spec[name].config)).toEqual(preset);
+  });
+
+  it('counts what a built model holds', () => {
+    const config = { ...MAMBA_PRESETS['mamba-130m'](), numLayers: 2, vocabSize: 100, hiddenSize: 64, intermediateSize: 128, timeStepRank: 4 };
+    const model = new MambaLM(config);
+    expect(model.parameterCount().total).toBe(countMambaParameters(config).total);
+    model.dispose();
+  });
+
+  it('rejects bad configs with the field named', () => {
+    expect(() => mambaConfigFromHF({ model_type: 'mamba', hidden_size: -1 })).toThrow(ConfigError);
+    expect(() => mambaConfigFromHF({ model_type: 'falcon_mamba', mixer_rms_eps: 0 })).toThrow(/mixer_rms_eps/);
+    expect(() => new MambaLM({ ...MAMBA_PRESETS['mamba-130m'](), stateSize: 0 })).toThrow(/stateSize/);
+  });
+});

@@ -1,0 +1,174 @@
+// The fused selective-scan kernels against the naive tfjs-ops scan, values and gradients of every input, over a
+// grid of shapes and options, on every backend under test; the single-step update against the scan.
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, ShapeError, initBackend } from '@slmkit/core';
+import { hasFusedSelectiveScan, selectiveScan, selectiveScanLastRun, selectiveStateUpdate } from '../src/index.js';
+import { BACKENDS, diff, uniform } from './helpers.js';
+
+interface Case {
+  Bt: number;
+  D: number;
+  L: number;
+  N: number;
+  G?: number; // grouped B/C
+  skip: boolean; // D
+  gate: boolean; // z
+  bias: boolean; // deltaBias
+  softplus: boolean;
+  init: boolean; // initialState
+}
+
+const GRID: Case[] = [
+  { Bt: 1, D: 3, L: 1, N: 4, skip: true, gate: true, bias: true, softplus: true, init: true },
+  { Bt: 2, D: 4, L: 13, N: 4, skip: true, gate: true, bias: true, softplus: true, init: true },
+  { Bt: 2, D: 5, L: 7, N: 16, skip: false, gate: false, bias: false, softplus: false, init: false },
+  { Bt: 1, D: 6, L: 9, N: 16, skip: true, gate: false, bias: true, softplus: true, init: false },
+  { Bt: 2, D: 4, L: 5, N: 4, G: 2, skip: false, gate: true, bias: false, softplus: true, init: true },
+  { Bt: 3, D: 2, L: 17, N: 4, skip: true, gate: true, bias: false, softplus: false, init: true },
+];
+
+const id = (c: Case): string =>
+  `B${c.Bt} D${c.D} L${c.L} N${c.N}${c.G ? ` G${c.G}` : ''}${c.skip ? ' +D' : ''}${c.gate ? ' +z' : ''}${c.bias ? ' +bias' : ''}${c.softplus ? ' softplus' : ''}${c.init ? ' +h0' : ''}`;
+
+function inputs(c: Case, seed: number): Record<string, tf.Tensor> {
+  const bc = c.G ? [c.Bt, c.G, c.N, c.L] : [c.Bt, c.N, c.L];
+  const x: Record<string, tf.Tensor> = {
+    u: uniform([c.Bt, c.D, c.L], seed),
+    // Without the softplus, delta is used as is: keep it positive, as a step size is.
+    delta: uniform([c.Bt, c.D, c.L], seed + 1, c.softplus ? -2 : 0.05, c.softplus ? 1 : 0.6),
+    A: tf.neg(tf.exp(uniform([c.D, c.N], seed + 2, -1, 1))),
+    B: uniform(bc, seed + 3),
+    C: uniform(bc, seed + 4),
+  };
+  if (c.skip) x.D = uniform([c.D], seed + 5);
+  if (c.gate) x.z = uniform([c.Bt, c.D, c.L], seed + 6, -2, 2);
+  if (c.bias) x.deltaBias = uniform([c.D], seed + 7);
+  if (c.init) x.initialState = uniform([c.Bt, c.D, c.N], seed + 8);
+  return x;
+}
+
+const measured: string[] = [];
+afterAll(() => console.log(`selectiveScan fused vs naive, max abs diff (values / gradients):\n${measured.join('\n')}`));
+
+it('has fused kernels on cpu and wasm', () => {
+  expect(hasFusedSelectiveScan('cpu')).toBe(true);
+  expect(hasFusedSelectiveScan('wasm')).toBe(true);
+});
+
+describe.each(BACKENDS.filter((b) => hasFusedSelectiveScan(b)))('selectiveScan on %s', (backend) => {
+  beforeAll(async () => {
+    await initBackend(backend);
+  });
+
+  it('says which implementation ran', () => {
+    const x = inputs(GRID[0], 1);
+    const y = selectiveScan(x.u, x.delta, x.A, x.B, x.C);
+    expect(selectiveScanLastRun()).toEqual({ op: 'SlmkitSelectiveScan', backend, implementation: 'fused' });
+    selectiveScan(x.u, x.delta, x.A, x.B, x.C, { implementation: 'naive' }).dispose();
+    expect(selectiveScanLastRun()?.implementation).toBe('naive');
+    tf.dispose([y, ...Object.values(x)]);
+  });
+
+  it.each(GRID.map((c) => [id(c), c] as const))('fused equals naive in values and gradients: %s', async (_, c) => {
+    const x = inputs(c, 11);
+    const names = Object.keys(x);
+    const before = tf.memory().numTensors;
+    const run = (impl: 'fused' | 'naive') => (...xs: tf.Tensor[]) => {
+      const t = Object.fromEntries(names.map((n, i) => [n, xs[i]]));
+      const { y, lastState } = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+        D: t.D,
+        z: t.z,
+        deltaBias: t.deltaBias,
+        initialState: t.initialState,
+        deltaSoftplus: c.softplus,
+        returnLastState: true,
+        implementation: impl,
+      });
+      return { y, lastState };
+    };
+    const wy = uniform([c.Bt, c.D, c.L], 99);
+    const wh = uniform([c.Bt, c.D, c.N], 98);
+    const loss = (impl: 'fused' | 'naive') => (...xs: tf.Tensor[]) => {
+      const { y, lastState } = run(impl)(...xs);
+      return tf.add(tf.sum(tf.mul(y, wy)), tf.sum(tf.mul(lastState, wh)));
+    };
+    const xs = names.map((n) => x[n]);
+    const f = run('fused')(...xs);
+    const n = run('naive')(...xs);
+    const dy = diff(await f.y.data(), await n.y.data());
+    const dh = diff(await f.lastState.data(), await n.lastState.data());
+    const tol = backend === 'webgpu' ? 1e-4 : 2e-5;
+    expect(dy.abs, 'y').toBeLessThanOrEqual(tol * Math.max(1, dy.scale));
+    expect(dh.abs, 'lastState').toBeLessThanOrEqual(tol * Math.max(1, dh.scale));
+    const gf = tf.grads(loss('fused'))(xs);
+    const gn = tf.grads(loss('naive'))(xs);
+    let worst = 0;
+    for (let i = 0; i < names.length; i++) {
+      expect(gf[i].shape, names[i]).toEqual(xs[i].shape);
+      const d = diff(await gf[i].data(), await gn[i].data());
+      worst = Math.max(worst, d.abs);
+      expect(d.abs, `d${names[i]}`).toBeLessThanOrEqual(5 * tol * Math.max(1, d.scale));
+    }
+    tf.dispose([f.y, f.lastState, n.y, n.lastState, ...gf, ...gn]);
+    expect(tf.memory().numTensors).toBe(before + 2); // wy, wh
+    tf.dispose([wy, wh, ...xs]);
+    measured.push(`${backend} ${id(c)}: ${Math.max(dy.abs, dh.abs).toExponential(2)} / ${worst.toExponential(2)}`);
+  });
+
+  it('a scan of L then k single-step updates equals one scan of L + k', async () => {
+    const c: Case = { Bt: 2, D: 4, L: 9, N: 4, skip: true, gate: true, bias: true, softplus: true, init: false };
+    const x = inputs(c, 5);
+    const opts = { D: x.D, deltaBias: x.deltaBias, deltaSoftplus: true };
+    const full = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { ...opts, z: x.z });
+    const Lp = 6;
+    const head = (t: tf.Tensor, from: number, len: number) => tf.slice(t, [0, 0, from], [t.shape[0], t.shape[1]!, len]);
+    const pre = selectiveScan(head(x.u, 0, Lp), head(x.delta, 0, Lp), x.A, head(x.B, 0, Lp), head(x.C, 0, Lp), {
+      ...opts,
+      z: head(x.z, 0, Lp),
+      returnLastState: true,
+    });
+    const ys = [pre.y];
+    let state = pre.lastState;
+    for (let t = Lp; t < c.L; t++) {
+      const at = (v: tf.Tensor) => tf.squeeze(head(v, t, 1), [2]);
+      const step = selectiveStateUpdate(state, at(x.u), at(x.delta), x.A, at(x.B), at(x.C), { ...opts, z: at(x.z) });
+      ys.push(tf.expandDims(step.y, 2));
+      state.dispose();
+      state = step.state;
+    }
+    const stitched = tf.concat(ys, 2);
+    const d = diff(await stitched.data(), await full.data());
+    expect(d.abs).toBeLessThanOrEqual(1e-5 * Math.max(1, d.scale));
+    tf.dispose([full, stitched, state, ...ys, ...Object.values(x)]);
+  });
+
+  it('leaves no tensors behind', () => {
+    const x = inputs(GRID[1], 3);
+    const before = tf.memory().numTensors;
+    const { y, lastState } = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: x.D, z: x.z, returnLastState: true });
+    tf.dispose([y, lastState]);
+    const g = tf.grad((u: tf.Tensor) => tf.sum(selectiveScan(u, x.delta, x.A, x.B, x.C)))(x.u);
+    g.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose(Object.values(x));
+  });
+});
+
+describe('selectiveScan input errors', () => {
+  const x = { u: tf.zeros([1, 4, 5]), delta: tf.zeros([1, 4, 5]), A: tf.zeros([4, 2]), B: tf.zeros([1, 2, 5]), C: tf.zeros([1, 2, 5]) };
+  it('names the input whose shape is wrong, with the numbers', () => {
+    expect(() => selectiveScan(x.u, tf.zeros([1, 4, 6]), x.A, x.B, x.C)).toThrow(ShapeError);
+    expect(() => selectiveScan(x.u, tf.zeros([1, 4, 6]), x.A, x.B, x.C)).toThrow(/delta must be float32 \[B, D, L\] = \[1, 4, 5\]/);
+    expect(() => selectiveScan(x.u, x.delta, tf.zeros([3, 2]), x.B, x.C)).toThrow(/A must be/);
+    expect(() => selectiveScan(x.u, x.delta, x.A, tf.zeros([1, 3, 5]), x.C)).toThrow(/B must be/);
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, tf.zeros([1, 2, 4]))).toThrow(/C must be/);
+    expect(() => selectiveScan(x.u, x.delta, x.A, tf.zeros([1, 3, 2, 5]), tf.zeros([1, 3, 2, 5]))).toThrow(/G dividing D = 4/);
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: tf.zeros([3]) })).toThrow(/D must be/);
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { initialState: tf.zeros([1, 4, 3]) })).toThrow(/initialState must be/);
+    expect(() => selectiveScan(tf.zeros([1, 4, 5], 'int32'), x.delta, x.A, x.B, x.C)).toThrow(/u must be float32/);
+  });
+  it('rejects non-boolean flags and a missing kernel', () => {
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { deltaSoftplus: 1 as unknown as boolean })).toThrow(ConfigError);
+  });
+});
