@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName } from '@slmkit/core';
 import { caseDir, FIXTURES_DIR } from '@slmkit/fixtures';
-import { IncrementalDecoder, Tokenizer, countParameters, fromPretrained, type GenerateInput, type GenerateOptions } from '@slmkit/models';
+import { CausalLM, IncrementalDecoder, Tokenizer, fromPretrained, type GenerateInput, type GenerateOptions } from '@slmkit/models';
 
 export const USAGE = `usage: npm start -- [checkpoint] [options]
 
@@ -103,9 +103,10 @@ export async function main(argv: string[], io: Io = { write: (s) => void process
   try {
     const loadMs = performance.now() - started;
     const c = model.config;
-    const params = countParameters(c).total;
+    const params = model.parameterCount().total;
+    const heads = model instanceof CausalLM ? `, ${model.config.numHeads} heads / ${model.config.numKVHeads} KV heads` : '';
     say(`${checkpoint}`);
-    say(`  ${c.family}: ${c.numLayers} layers, d=${c.hiddenSize}, ${c.numHeads} heads / ${c.numKVHeads} KV heads, vocab ${c.vocabSize}, ` +
+    say(`  ${c.family}: ${c.numLayers} layers, d=${c.hiddenSize}${heads}, vocab ${c.vocabSize}, ` +
       `${params.toLocaleString('en-US')} parameters; loaded in ${loadMs.toFixed(0)} ms on ${info.name}`);
     const tokenizer = model.tokenizer instanceof Tokenizer ? model.tokenizer : undefined;
 
