@@ -10,7 +10,8 @@ import { cases as mlp } from './mlp.js';
 import { cases as model } from './model.js';
 import { cases as norm } from './norm.js';
 import { cases as rotary } from './rotary.js';
+import { cases as ssm } from './ssm.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...model];
 checkUniqueIds(allCases);

@@ -100,7 +100,7 @@ export interface MambaForwardOptions {
  * import * as tf from '@tensorflow/tfjs-core';
  * import { MambaBlock, mambaConfigFromHF } from '@slmkit/models';
  * const block = new MambaBlock(mambaConfigFromHF({ model_type: 'mamba', hidden_size: 16, state_size: 4, vocab_size: 8, num_hidden_layers: 1 }));
- * const h = tf.randomNormal([1, 3, 16]);
+ * const h = tf.randomNormal([1, 3, 16]) as tf.Tensor3D;
  * const out = block.forward(h); // [1, 3, 16]
  * tf.dispose([h, out]);
  * block.dispose();

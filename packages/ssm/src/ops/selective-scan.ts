@@ -11,7 +11,8 @@ import { registerWebGPUKernel } from './kernel-webgpu.js';
 import { naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 
 registerCpuKernels();
-registerWebGPUKernel();
+// The WGSL kernel is not registered yet: it disagrees with the naive scan on SwiftShader (see kernel-webgpu.ts).
+void registerWebGPUKernel;
 
 const scanOp = defineFusedOp<ScanKernelInputs, ScanKernelAttrs>({ kernelName: SCAN_KERNEL, naive: naiveSelectiveScan });
 
@@ -124,8 +125,8 @@ function kernelInputs(u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor
  * `u, delta, z: [B, D, L]`, `A: [D, N]`, `B, C: [B, N, L]` or grouped `[B, G, N, L]` (channel d reads group
  * `⌊d / (D/G)⌋`), `D, deltaBias: [D]`, `initialState: [B, D, N]`, all float32.
  *
- * It runs a fused kernel where the backend has one (`cpu`, `wasm`: one pass over typed arrays; `webgpu`: WGSL,
- * parallel over batch × channel × state and sequential over time) and the naive tfjs-ops version otherwise,
+ * It runs a fused kernel where the backend has one (`cpu`, `wasm`: one pass over typed arrays; a WGSL kernel for
+ * `webgpu` is written but not yet enabled) and the naive tfjs-ops version otherwise,
  * warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input, `initialState`
  * included: the fused path registers a backward kernel that recomputes the states instead of recording a graph.
  *
