@@ -5,7 +5,7 @@
  * @module
  */
 import { ConfigError, checkPositiveInt } from '@slmkit/core';
-import { HFFields, type HFConfig } from './hf-fields.js';
+import { HFFields } from './hf-fields.js';
 
 /**
  * The Hugging Face `model_type`s of the Mamba-1 families.
@@ -113,7 +113,7 @@ export function validateMambaConfig(config: MambaConfig): void {
  * console.log(c.intermediateSize, c.timeStepRank, c.stateSize); // 1536 48 16
  * ```
  */
-export function mambaConfigFromHF(json: HFConfig): MambaConfig {
+export function mambaConfigFromHF(json: Record<string, unknown>): MambaConfig {
   const modelType = json.model_type;
   if (modelType !== 'mamba' && modelType !== 'falcon_mamba') {
     throw new ConfigError(`mambaConfigFromHF: model_type must be "mamba" or "falcon_mamba", found ${JSON.stringify(modelType)}`, {
