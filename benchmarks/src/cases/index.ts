@@ -6,6 +6,7 @@ import { checkUniqueIds, type BenchCase } from '../registry.js';
 import { cases as attention } from './attention.js';
 import { cases as embedding } from './embedding.js';
 import { cases as linear } from './linear.js';
+import { cases as linearLayout } from './linear-layout.js';
 import { cases as mlp } from './mlp.js';
 import { cases as model } from './model.js';
 import { cases as norm } from './norm.js';
@@ -13,5 +14,5 @@ import { cases as rotary } from './rotary.js';
 import { cases as ssm } from './ssm.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...model];
 checkUniqueIds(allCases);
