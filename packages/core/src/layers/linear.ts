@@ -60,11 +60,11 @@ export interface LinearOptions {
  * as in `torch.nn.Linear`. Parameters are named `weight` and `bias`, as in a Hugging Face `state_dict`.
  *
  * The weight is stored transposed: the variable {@link Linear.weight} is `Wᵀ`, shape `[inFeatures, outFeatures]`,
- * and the forward is a plain `matMul(x, weight)`. Multiplying by a transposed operand is far slower on some
- * backends (about 15x on tfjs-backend-wasm 4.22, whose fast XNNPACK path only takes `[in, out]`), and never
- * faster on the others. The checkpoint keeps Hugging Face's layout: {@link Module.loadWeights} takes the
- * `[outFeatures, inFeatures]` tensor a `state_dict` holds under `weight` (and reports shapes that way), and
- * {@link Module.stateDict} gives it back in that layout; see {@link ParameterOptions.transposed}.
+ * and the forward is a plain `matMul(x, weight)`: on tfjs-backend-wasm 4.22, Node's default CPU backend, only
+ * that form reaches XNNPACK's fast path, and multiplying by a transposed `[out, in]` weight is about 15x slower.
+ * The checkpoint keeps Hugging Face's layout: {@link Module.loadWeights} takes the `[outFeatures, inFeatures]`
+ * tensor a `state_dict` holds under `weight` (and reports shapes that way), and {@link Module.stateDict} gives it
+ * back in that layout; see {@link ParameterOptions.transposed}.
  *
  * Inputs of any rank ≥ 1 are accepted: every dimension but the last is a batch dimension.
  *
