@@ -9,6 +9,7 @@ import {
   type RopeScaling,
   type RotaryConfig,
 } from '../../src/layers/rotary.js';
+import { prng } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Independent float64 references, written out from the published formulas (RoFormer; kaiokendev's linear
@@ -117,19 +118,9 @@ function refRotate(x: number[], inv: number[], p: number, att = 1): number[] {
 const ANGLE_EPS = 2.5e-7;
 const tolFor = (angle: number, scale = 1): number => 1e-5 + ANGLE_EPS * Math.abs(angle) * scale;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomX(shape: [number, number, number, number], seed: number): { data: Float32Array; x: tf.Tensor4D } {
-  const rnd = mulberry32(seed);
+  const rnd = prng(seed);
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1)).map(() => rnd() * 2 - 1);
   return { data, x: tf.tensor4d(data, shape) };
 }
