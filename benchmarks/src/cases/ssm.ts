@@ -5,7 +5,7 @@
  * grows worse than linearly. Target: the fused scan at T = 128 under 15 ms on wasm, linear in T.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { selectiveScan } from '@slmkit/ssm';
+import { MambaMixer, SsmState, selectiveScan } from '@slmkit/ssm';
 import { benchCase, type BenchCase } from '../registry.js';
 import { F32, phaseOf } from '../shapes.js';
 
@@ -39,4 +39,70 @@ function scanCase(implementation: 'naive' | 'fused', T: number): BenchCase {
   });
 }
 
-export const cases: BenchCase[] = [scanCase('naive', 128), ...[128, 512, 2048].map((T) => scanCase('fused', T))];
+/** mamba-130m's mixer: hidden 768, inner 1536, N 16, conv 4, dt rank 48. */
+const MIXER = { hiddenSize: 768, intermediateSize: D, stateSize: N, convKernel: 4, timeStepRank: 48 };
+
+/** The whole mixer (projections, causal conv, scan, gate) over a prompt of T tokens, as a prefill runs it. */
+function mixerPrefillCase(T: number): BenchCase {
+  return benchCase({
+    block: 'ssm',
+    series: 'ssm/mamba-mixer/prefill',
+    axis: { name: 'T', value: T },
+    phase: phaseOf(T),
+    shape: { B: 1, T, hidden: MIXER.hiddenSize, d: D, N },
+    quick: T === 128,
+    setup: () => {
+      const mixer = new MambaMixer(MIXER);
+      const x = tf.randomNormal([1, T, MIXER.hiddenSize]); // [B, T, hidden]
+      return {
+        run: () => mixer.forward(x), // [B, T, hidden]
+        teardown: () => {
+          x.dispose();
+          mixer.dispose();
+        },
+      };
+    },
+  });
+}
+
+/**
+ * One recurrent step after a prompt of `ctx` tokens. The state is fixed-size (conv window + [D, N] per row), so
+ * unlike attention's decode the cost does not grow with the context.
+ */
+function mixerDecodeCase(ctx: number): BenchCase {
+  return benchCase({
+    block: 'ssm',
+    series: 'ssm/mamba-mixer/decode',
+    axis: { name: 'ctx', value: ctx },
+    phase: 'decode',
+    shape: { B: 1, ctx, hidden: MIXER.hiddenSize, d: D, N },
+    quick: ctx === 2048,
+    setup: () => {
+      const mixer = new MambaMixer(MIXER);
+      const state = new SsmState();
+      tf.tidy(() => mixer.forward(tf.randomNormal([1, ctx, MIXER.hiddenSize]), { state })).dispose();
+      const x = tf.randomNormal([1, 1, MIXER.hiddenSize]); // [B, 1, hidden]
+      return {
+        // Each repeat runs from a copy of the prefilled state, so every timed step sees exactly ctx positions.
+        run: () => {
+          const step = state.clone();
+          const y = mixer.forward(x, { state: step }); // [B, 1, hidden]
+          step.dispose();
+          return y;
+        },
+        teardown: () => {
+          x.dispose();
+          state.dispose();
+          mixer.dispose();
+        },
+      };
+    },
+  });
+}
+
+export const cases: BenchCase[] = [
+  scanCase('naive', 128),
+  ...[128, 512, 2048].map((T) => scanCase('fused', T)),
+  ...[128, 512, 2048].map((T) => mixerPrefillCase(T)),
+  ...[128, 2048].map((ctx) => mixerDecodeCase(ctx)),
+];
