@@ -2,33 +2,10 @@
 // (never tfjs ops, so a shared tfjs bug cannot hide), builders of blocks with known weights, and backend runners.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { backendsUnderTest } from '@slmkit/fixtures';
+import { backendsUnderTest, prng, randn } from '@slmkit/fixtures';
+
+export { prng, randn };
 import { Linear, RMSNorm, initBackend } from '@slmkit/core';
-
-/** mulberry32: a tiny, fast, seedable 32-bit PRNG; uniform in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` standard-normal values times `scale`, rounded to float32 so the reference sees what the tensors hold. */
-export function randn(n: number, seed: number, scale = 1): number[] {
-  const u = prng(seed);
-  const out: number[] = [];
-  while (out.length < n) {
-    const r = Math.sqrt(-2 * Math.log(1 - u()));
-    const th = 2 * Math.PI * u();
-    out.push(Math.fround(r * Math.cos(th) * scale));
-    if (out.length < n) out.push(Math.fround(r * Math.sin(th) * scale));
-  }
-  return out;
-}
 
 /** Asserts every |actual − expected| ≤ tol · max(1, |expected|). */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-5, label = ''): void {

@@ -3,37 +3,11 @@
 // backend under test.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { backendsUnderTest } from '@slmkit/fixtures';
+import { backendsUnderTest, prng, randn } from '@slmkit/fixtures';
+
+export { prng, randn };
 import { initBackend } from '../../src/backend.js';
 import type { Module } from '../../src/module.js';
-
-/** mulberry32: a tiny, fast, seedable 32-bit PRNG; uniform in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/**
- * `n` standard-normal values times `scale` (Box-Muller), rounded to float32 so the float64 reference sees exactly
- * the numbers the tensors hold.
- */
-export function randn(n: number, seed: number, scale = 1): number[] {
-  const u = prng(seed);
-  const out: number[] = [];
-  while (out.length < n) {
-    const r = Math.sqrt(-2 * Math.log(1 - u()));
-    const th = 2 * Math.PI * u();
-    out.push(Math.fround(r * Math.cos(th) * scale));
-    if (out.length < n) out.push(Math.fround(r * Math.sin(th) * scale));
-  }
-  return out;
-}
 
 /** `n` integers uniform in [0, max). */
 export function randInts(n: number, seed: number, max: number): number[] {

@@ -211,9 +211,9 @@ describe('malformed safetensors', () => {
     for (const [name, bytes, message] of cases) {
       const path = join(dir, name);
       writeFileSync(path, bytes);
-      const started = performance.now();
+      // The header length is checked against the file size before anything is allocated: an absurd length fails
+      // with its own message (a huge allocation or a hang would fail the test by its error or its timeout instead).
       const e = await caught(() => SafetensorsFile.fromFile(path));
-      expect(performance.now() - started).toBeLessThan(2000);
       expect(e).toBeInstanceOf(CheckpointError);
       expect((e as CheckpointError).message).toContain(path);
       expect((e as CheckpointError).message).toMatch(message);
