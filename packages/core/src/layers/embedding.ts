@@ -205,17 +205,40 @@ export class Embedding extends Module {
   }
 
   private readIdsSync(ids: tf.Tensor): tf.TypedArray | ArrayLike<number> {
-    try {
-      return ids.dataSync();
-    } catch (e) {
-      throw new BackendError(
-        `Embedding: cannot read the ids synchronously on the ${tf.getBackend()} backend to check their range ` +
-          `(${(e as Error).message}). Call \`await embedding.validateIds(ids)\` before forward, or build the ` +
-          'Embedding with checkIds: false.',
-        { field: 'ids', expected: 'ids readable on the host', found: tf.getBackend() },
-      );
+    const backend = tf.getBackend();
+    let values: tf.TypedArray | ArrayLike<number> | null = null;
+    let cause = '';
+    if (backend === 'webgpu') {
+      // Never read device data synchronously on WebGPU: in a browser it can lose the device. Ids made from host
+      // data, or read once with data(), still have a host copy; use that.
+      values = hostCopy(ids);
+      if (values == null) cause = 'the ids live only on the GPU';
+    } else {
+      try {
+        values = ids.dataSync();
+      } catch (e) {
+        cause = (e as Error).message;
+      }
     }
+    if (values != null) return values;
+    throw new BackendError(
+      `Embedding: cannot read the ids synchronously on the ${backend} backend to check their range (${cause}). ` +
+        'Call `await embedding.validateIds(ids)` before forward, or build the Embedding with checkIds: false.',
+      { field: 'ids', expected: 'ids readable on the host', found: backend },
+    );
   }
+}
+
+/**
+ * The host copy the WebGPU backend keeps of a tensor until it uploads it (and again after an async read), or
+ * null. This reads tfjs-backend-webgpu's `tensorMap`, an internal: if it changes shape, the answer is null and
+ * the caller asks for `validateIds`, which is always correct.
+ */
+function hostCopy(ids: tf.Tensor): tf.TypedArray | null {
+  const backend = tf.engine().backend as unknown as {
+    tensorMap?: { get(dataId: object): { values?: tf.TypedArray | null } | undefined };
+  };
+  return backend.tensorMap?.get(ids.dataId)?.values ?? null;
 }
 
 function checkIdsDtype(ids: tf.Tensor): void {

@@ -12,7 +12,7 @@ import { naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from 
 
 registerCpuKernels();
 // The WGSL kernel is not registered yet: it disagrees with the naive scan on SwiftShader (see kernel-webgpu.ts).
-void registerWebGPUKernel;
+registerWebGPUKernel();
 
 const scanOp = defineFusedOp<ScanKernelInputs, ScanKernelAttrs>({ kernelName: SCAN_KERNEL, naive: naiveSelectiveScan });
 
