@@ -51,9 +51,10 @@ function inputs(c: Case, seed: number): Record<string, tf.Tensor> {
 const measured: string[] = [];
 afterAll(() => console.log(`selectiveScan fused vs naive, max abs diff (values / gradients):\n${measured.join('\n')}`));
 
-it('has fused kernels on cpu and wasm', () => {
+it('has fused kernels on cpu, wasm and webgpu', () => {
   expect(hasFusedSelectiveScan('cpu')).toBe(true);
   expect(hasFusedSelectiveScan('wasm')).toBe(true);
+  expect(hasFusedSelectiveScan('webgpu')).toBe(true);
 });
 
 describe.each(BACKENDS.filter((b) => hasFusedSelectiveScan(b)))('selectiveScan on %s', (backend) => {
@@ -98,7 +99,7 @@ describe.each(BACKENDS.filter((b) => hasFusedSelectiveScan(b)))('selectiveScan o
     const n = run('naive')(...xs);
     const dy = diff(await f.y.data(), await n.y.data());
     const dh = diff(await f.lastState.data(), await n.lastState.data());
-    const tol = backend === 'webgpu' ? 1e-4 : 2e-5;
+    const tol = backend === 'webgpu' ? 1e-5 : 2e-5;
     expect(dy.abs, 'y').toBeLessThanOrEqual(tol * Math.max(1, dy.scale));
     expect(dh.abs, 'lastState').toBeLessThanOrEqual(tol * Math.max(1, dh.scale));
     const gf = tf.grads(loss('fused'))(xs);

@@ -4,8 +4,11 @@
  * register; lanes of one channel meet in workgroup memory once per time step to sum `C_t · h_t`. Time is the
  * sequential loop.
  *
- * Not registered yet: on SwiftShader its outputs still differ from the naive scan, so `webgpu` runs the naive scan
- * (with a one-time warning) until this is fixed.
+ * A shader stage may bind only `maxStorageBuffersPerShaderStage` storage buffers (8 by default, and tfjs asks for
+ * no more): the output and nine inputs would be ten, and Dawn then rejects the pipeline and the output is left as
+ * garbage. So the small per-channel inputs `D`, `deltaBias` and `initialState` are first packed into one buffer by
+ * a copy program, and the scan binds at most eight: the output, `u`, `delta`, `A`, `B`, `C`, the packed buffer and
+ * `z`.
  *
  * Its gradient is the shared one (see `kernels-cpu.ts`): on `webgpu` that recomputes through the naive scan, as
  * there is no WGSL backward kernel yet.
@@ -20,20 +23,49 @@ import { SCAN_INPUT_NAMES, type ScanKernelAttrs } from './naive.js';
 // What the kernel needs of the webgpu backend.
 interface WebGPUBackendLike {
   runWebGPUProgram(program: object, inputs: tf.TensorInfo[], outputDtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
 }
 
-// WGSL names of the inputs (the program declares one storage buffer per name).
-const WGSL_NAMES: Record<(typeof SCAN_INPUT_NAMES)[number], string> = {
-  u: 'U',
-  delta: 'Delta',
-  A: 'Amat',
-  B: 'Bmat',
-  C: 'Cmat',
-  D: 'Dvec',
-  z: 'Z',
-  deltaBias: 'Bias',
-  initialState: 'H0',
-};
+// The inputs packed into one buffer (`Par`), in this order: `D` [D], `deltaBias` [D], `initialState` [B, D, N].
+const PACKED = ['D', 'deltaBias', 'initialState'] as const;
+const PACK_NAMES = ['P0', 'P1', 'P2'];
+
+/** Copies two or three tensors, end to end, into one flat buffer (each input is bound as 1-D, of its size). */
+class PackProgram {
+  readonly variableNames: string[];
+  readonly outputShape: number[];
+  readonly shaderKey: string;
+  readonly dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  readonly workgroupSize: [number, number, number] = [64, 1, 1];
+  readonly size = true;
+
+  constructor(count: number, total: number) {
+    this.variableNames = PACK_NAMES.slice(0, count);
+    this.outputShape = [total];
+    this.dispatch = [Math.ceil(total / 64), 1, 1];
+    this.shaderKey = `slmkit_selective_scan_pack_${count}`;
+  }
+
+  getUserCode(): string {
+    const count = this.variableNames.length;
+    const s1 = 'uniforms.p0Shape';
+    const s2 = 'uniforms.p0Shape + uniforms.p1Shape';
+    const body =
+      count === 2
+        ? `if (index < ${s1}) { v = P0[index]; } else { v = P1[index - ${s1}]; }`
+        : `if (index < ${s1}) { v = P0[index]; } else if (index < ${s2}) { v = P1[index - ${s1}]; } else { v = P2[index - (${s2})]; }`;
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          var v = 0.0;
+          ${body}
+          setOutputAtIndex(index, v);
+        }
+      }
+    `;
+  }
+}
 
 /** The program object `runWebGPUProgram` takes (tfjs-backend-webgpu's `WebGPUProgram` interface). */
 class ScanProgram {
@@ -51,7 +83,11 @@ class ScanProgram {
   private readonly groups: number;
 
   constructor(present: string[], outputShape: number[], rows: number, N: number, groups: number, softplus: boolean, pack: boolean) {
-    this.variableNames = present.map((name) => WGSL_NAMES[name as keyof typeof WGSL_NAMES]);
+    this.has = Object.fromEntries(SCAN_INPUT_NAMES.map((name) => [name, present.includes(name)]));
+    // At most eight storage buffers: the output, five inputs, the packed D / deltaBias / initialState, z.
+    this.variableNames = ['U', 'Delta', 'Amat', 'Bmat', 'Cmat'];
+    if (PACKED.some((name) => this.has[name])) this.variableNames.push('Par');
+    if (this.has.z) this.variableNames.push('Z');
     this.outputShape = outputShape;
     this.n = N;
     // Channels per workgroup: N lanes each, about 64 lanes in all.
@@ -59,7 +95,6 @@ class ScanProgram {
     this.workgroupSize = [N * this.perGroup, 1, 1];
     this.dispatchLayout = { x: outputShape.map((_, i) => i) };
     this.dispatch = [Math.ceil(rows / this.perGroup), 1, 1];
-    this.has = Object.fromEntries(SCAN_INPUT_NAMES.map((name) => [name, present.includes(name)]));
     this.softplus = softplus;
     this.pack = pack;
     this.groups = groups;
@@ -70,6 +105,9 @@ class ScanProgram {
   getUserCode(): string {
     const N = this.n;
     const has = this.has;
+    // Offsets in the packed buffer: D, then deltaBias, then initialState.
+    const offBias = has.D ? 'D' : '0';
+    const offH0 = `${offBias}${has.deltaBias ? ' + D' : ''}`;
     return `
       var<workgroup> partial : array<f32, ${N * this.perGroup}>;
 
@@ -89,9 +127,9 @@ class ScanProgram {
         let row = c * L;
         let bc = ((b * ${this.groups} + g) * ${N} + n) * L;
         let a = Amat[d * ${N} + n];
-        var h = ${has.initialState ? `H0[c * ${N} + n]` : '0.0'};
-        let bias = ${has.deltaBias ? 'Bias[d]' : '0.0'};
-        let dskip = ${has.D ? 'Dvec[d]' : '0.0'};
+        var h = ${has.initialState ? `Par[${offH0} + c * ${N} + n]` : '0.0'};
+        let bias = ${has.deltaBias ? `Par[${offBias} + d]` : '0.0'};
+        let dskip = ${has.D ? 'Par[d]' : '0.0'};
         let stride = L${this.pack ? ` + ${N}` : ''};
         for (var t = 0; t < L; t++) {
           var dt = Delta[row + t] + bias;
@@ -118,13 +156,30 @@ class ScanProgram {
 }
 
 function webgpuKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const gpu = backend as unknown as WebGPUBackendLike;
   const a = attrs as unknown as ScanKernelAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
   const dims = scanDims(named, a);
-  const present = SCAN_INPUT_NAMES.filter((name) => named[name].shape.reduce((x, y) => x * y, 1) > 0);
+  const sizeOf = (t: tf.TensorInfo): number => t.shape.reduce((x, y) => x * y, 1);
+  const present = SCAN_INPUT_NAMES.filter((name) => sizeOf(named[name]) > 0);
   const outputShape = [dims.batch, dims.channels, dims.length + (a.returnLastState ? dims.stateSize : 0)];
   const program = new ScanProgram(present, outputShape, dims.batch * dims.channels, dims.stateSize, dims.groups, a.deltaSoftplus, a.returnLastState);
-  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(program, present.map((name) => named[name]), 'float32');
+  const bound: tf.TensorInfo[] = (['u', 'delta', 'A', 'B', 'C'] as const).map((name) => named[name]);
+  // Pack D / deltaBias / initialState (those present) into one buffer; one alone is bound as it is.
+  const toPack = PACKED.filter((name) => present.includes(name)).map((name) => named[name]);
+  let packed: tf.TensorInfo | undefined;
+  if (toPack.length === 1) {
+    bound.push(toPack[0]);
+  } else if (toPack.length > 1) {
+    const flat = toPack.map((t) => ({ ...t, shape: [sizeOf(t)] }));
+    const total = flat.reduce((x, t) => x + t.shape[0], 0);
+    packed = gpu.runWebGPUProgram(new PackProgram(flat.length, total), flat, 'float32');
+    bound.push(packed);
+  }
+  if (present.includes('z')) bound.push(named.z);
+  const out = gpu.runWebGPUProgram(program, bound, 'float32');
+  if (packed != null) gpu.disposeData(packed.dataId);
+  return out;
 }
 
 /** Registers the WGSL kernel on `webgpu` (state sizes up to 256, a workgroup's lane limit). Idempotent. */

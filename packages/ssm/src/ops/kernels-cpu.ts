@@ -116,7 +116,17 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
         present.forEach((name, i) => (all[name] = xs[i]));
         return naiveSelectiveScan(all, a);
       };
-      const partial = tf.grads(f)(present.map((name) => inputs[name]), g);
+      // A gradient taken inside a gradFunc: the outer tf.grads is in its backward pass (gradient depth 0), so
+      // this inner one starts its own tape and sets the engine's tape to null when it is done, and the outer one
+      // would then fail cleaning up its tape. Put the outer tape back.
+      const engine = tf.engine();
+      const outerTape = engine.state.activeTape;
+      let partial: tf.Tensor[];
+      try {
+        partial = tf.grads(f)(present.map((name) => inputs[name]), g);
+      } finally {
+        engine.state.activeTape = outerTape;
+      }
       grads = SCAN_INPUT_NAMES.map((name) => {
         const i = present.indexOf(name);
         return i >= 0 ? partial[i] : tf.zeros(inputs[name].shape);

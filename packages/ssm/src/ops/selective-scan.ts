@@ -11,7 +11,7 @@ import { registerWebGPUKernel } from './kernel-webgpu.js';
 import { naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 
 registerCpuKernels();
-// The WGSL kernel is not registered yet: it disagrees with the naive scan on SwiftShader (see kernel-webgpu.ts).
+// The WGSL forward kernel; its gradient is the shared one (the naive scan recomputed, see kernels-cpu.ts).
 registerWebGPUKernel();
 
 const scanOp = defineFusedOp<ScanKernelInputs, ScanKernelAttrs>({ kernelName: SCAN_KERNEL, naive: naiveSelectiveScan });
@@ -125,10 +125,11 @@ function kernelInputs(u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor
  * `u, delta, z: [B, D, L]`, `A: [D, N]`, `B, C: [B, N, L]` or grouped `[B, G, N, L]` (channel d reads group
  * `⌊d / (D/G)⌋`), `D, deltaBias: [D]`, `initialState: [B, D, N]`, all float32.
  *
- * It runs a fused kernel where the backend has one (`cpu`, `wasm`: one pass over typed arrays; a WGSL kernel for
- * `webgpu` is written but not yet enabled) and the naive tfjs-ops version otherwise,
+ * It runs a fused kernel where the backend has one (`cpu`, `wasm`: one pass over typed arrays; `webgpu`: a WGSL
+ * kernel, sequential over time and parallel over batch × channel × state) and the naive tfjs-ops version otherwise,
  * warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input, `initialState`
- * included: the fused path registers a backward kernel that recomputes the states instead of recording a graph.
+ * included: on `cpu` and `wasm` a backward kernel recomputes the states instead of recording a graph; on `webgpu`
+ * (no WGSL backward kernel yet) the forward is fused and the gradient recomputes through the naive scan.
  *
  * @returns `y` `[B, D, L]`; with `returnLastState`, `{ y, lastState }`. The caller owns them.
  * @throws {@link @slmkit/core!ShapeError | ShapeError} naming the input whose dtype or shape is wrong;
