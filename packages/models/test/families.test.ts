@@ -165,7 +165,8 @@ describe('configFromHF errors', () => {
       [{ model_type: 'qwen2', ...tiny, rms_norm_eps: -1 }, 'rms_norm_eps'],
       [{ model_type: 'phi', ...tiny, hidden_act: 'quick_gelu' }, 'hidden_act'],
       [{ model_type: 'stablelm', ...tiny, use_parallel_residual: 'yes' }, 'use_parallel_residual'],
-      [{ model_type: 'mistral', ...tiny, sliding_window: 0 }, 'sliding_window'],
+      // MistralConfig's default of 8 KV heads would not divide tiny's 4 heads: give a valid count, so the window is the only fault.
+      [{ model_type: 'mistral', ...tiny, num_key_value_heads: 2, sliding_window: 0 }, 'sliding_window'],
       [{ model_type: 'llama', ...tiny, num_attention_heads: 5 }, 'num_attention_heads'],
       [{ model_type: 'phi3', ...tiny, rope_scaling: { type: 'longrope', short_factor: [1], long_factor: [1] } }, 'rope_scaling.short_factor'],
       [{ model_type: 'qwen2', ...tiny, layer_types: ['full_attention'] }, 'layer_types'],

@@ -6,6 +6,7 @@ import { expect } from 'vitest';
 import { backendsUnderTest, prng, randn } from '@slmkit/fixtures';
 
 export { prng, randn };
+export { expectClose } from '@slmkit/fixtures/assert';
 import { initBackend } from '../../src/backend.js';
 import type { Module } from '../../src/module.js';
 
@@ -103,25 +104,6 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
     if (d > m) m = d;
   }
   return m;
-}
-
-/** Asserts every |actual − expected| ≤ tol · max(1, |expected|) (absolute for O(1) values). */
-export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-5, label = ''): void {
-  expect(actual.length, `${label} length`).toBe(expected.length);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < expected.length; i++) {
-    let d = Math.abs(actual[i] - expected[i]) / Math.max(1, Math.abs(expected[i]));
-    if (Number.isNaN(d)) d = Infinity;
-    if (d > worst) {
-      worst = d;
-      at = i;
-    }
-  }
-  expect(
-    worst,
-    `${label} worst error ${worst} at ${at}: got ${actual[at]}, expected ${expected[at]}`,
-  ).toBeLessThanOrEqual(tol);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -31,20 +31,13 @@ import { LLAMA_NAMES } from './names.js';
  */
 export function gemmaConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'gemma');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.int('head_dim', 256);
+  const dims = f.dimensions({ default: 256 });
+  const { headDim } = dims;
   const attentionBias = f.flag('attention_bias', false);
   const maxPositionEmbeddings = f.int('max_position_embeddings', 8192);
   return {
     family: 'gemma',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_activation'], 'gelu_pytorch_tanh'),
     mlp: 'gated',
     norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6), unitOffset: true },
@@ -60,9 +53,7 @@ export function gemmaConfigFromHF(json: Record<string, unknown>): CausalLMConfig
     lmHeadBias: false,
     scaleEmbeddings: true,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 2),
-    eosTokenId: f.tokenIds('eos_token_id', 1),
-    padTokenId: f.tokenId('pad_token_id', 0),
+    ...f.specialTokens(2, 1, 0),
   };
 }
 

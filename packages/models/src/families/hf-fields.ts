@@ -5,6 +5,7 @@
  * @module
  */
 import { ConfigError, activationFromHF, rotaryConfigFromHF, type Activation, type RotaryConfig } from '@slmkit/core';
+import type { CausalLMConfig } from '../config.js';
 
 /** A parsed `config.json`. */
 export type HFConfig = Record<string, unknown>;
@@ -135,5 +136,38 @@ export class HFFields {
     const kv = this.int('num_key_value_heads', fallback);
     if (numHeads % kv !== 0) this.fail('num_key_value_heads', `a divisor of num_attention_heads (${numHeads})`, kv);
     return kv;
+  }
+
+  /**
+   * The sizes every decoder family reads the same way. `headDim` says how the family finds the head width:
+   * `head_dim` if present else hidden / heads (`'explicit'`), always hidden / heads (`'derived'`, Phi, StableLM),
+   * or `head_dim` with the given class default (Gemma). `kvHeadsDefault` is the class default of
+   * `num_key_value_heads` (default: the number of query heads).
+   */
+  dimensions(
+    headDim: 'explicit' | 'derived' | { default: number },
+    kvHeadsDefault?: number,
+  ): Pick<CausalLMConfig, 'vocabSize' | 'hiddenSize' | 'numLayers' | 'numHeads' | 'numKVHeads' | 'headDim' | 'intermediateSize'> {
+    const hiddenSize = this.int('hidden_size');
+    const numHeads = this.int('num_attention_heads');
+    return {
+      vocabSize: this.int('vocab_size'),
+      hiddenSize,
+      numLayers: this.int('num_hidden_layers'),
+      numHeads,
+      numKVHeads: this.kvHeads(numHeads, kvHeadsDefault),
+      headDim:
+        typeof headDim === 'object' ? this.int('head_dim', headDim.default) : this.headDim(hiddenSize, numHeads, headDim === 'explicit'),
+      intermediateSize: this.int('intermediate_size'),
+    };
+  }
+
+  /** `bos_token_id`, `eos_token_id` (one or several) and `pad_token_id`, with the class defaults. */
+  specialTokens(bos: number | null, eos: number | null, pad: number | null): Pick<CausalLMConfig, 'bosTokenId' | 'eosTokenId' | 'padTokenId'> {
+    return {
+      bosTokenId: this.tokenId('bos_token_id', bos),
+      eosTokenId: this.tokenIds('eos_token_id', eos),
+      padTokenId: this.tokenId('pad_token_id', pad),
+    };
   }
 }

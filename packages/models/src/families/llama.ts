@@ -27,20 +27,13 @@ import { LLAMA_NAMES } from './names.js';
  */
 export function llamaConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'llama');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.headDim(hiddenSize, numHeads);
+  const dims = f.dimensions('explicit');
+  const { headDim } = dims;
   const attentionBias = f.flag('attention_bias', false);
   const maxPositionEmbeddings = f.int('max_position_embeddings', 2048);
   return {
     family: 'llama',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
     norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6) },
@@ -56,9 +49,7 @@ export function llamaConfigFromHF(json: Record<string, unknown>): CausalLMConfig
     lmHeadBias: false,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 1),
-    eosTokenId: f.tokenIds('eos_token_id', 2),
-    padTokenId: f.tokenId('pad_token_id', null),
+    ...f.specialTokens(1, 2, null),
   };
 }
 

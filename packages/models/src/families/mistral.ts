@@ -27,21 +27,14 @@ import { LLAMA_NAMES } from './names.js';
  */
 export function mistralConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'mistral');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.headDim(hiddenSize, numHeads);
+  const dims = f.dimensions('explicit', 8);
+  const { headDim } = dims;
   const maxPositionEmbeddings = f.int('max_position_embeddings', 4096 * 32);
   // An explicit null disables the window; an absent field takes MistralConfig's default of 4096.
   const slidingWindow = json.sliding_window === null ? null : f.int('sliding_window', 4096);
   return {
     family: 'mistral',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads, 8),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
     norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6) },
@@ -57,9 +50,7 @@ export function mistralConfigFromHF(json: Record<string, unknown>): CausalLMConf
     lmHeadBias: false,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 1),
-    eosTokenId: f.tokenIds('eos_token_id', 2),
-    padTokenId: f.tokenId('pad_token_id', null),
+    ...f.specialTokens(1, 2, null),
   };
 }
 

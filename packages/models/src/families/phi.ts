@@ -29,20 +29,13 @@ import { HFFields } from './hf-fields.js';
  */
 export function phiConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'phi');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.headDim(hiddenSize, numHeads, false);
+  const dims = f.dimensions('derived');
+  const { headDim } = dims;
   const eps = f.positive('layer_norm_eps', 1e-5);
   const maxPositionEmbeddings = f.int('max_position_embeddings', 2048);
   return {
     family: 'phi',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'gelu_new'),
     mlp: 'plain',
     norm: { type: 'layer', eps, bias: true },
@@ -64,9 +57,7 @@ export function phiConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
     lmHeadBias: true,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 1),
-    eosTokenId: f.tokenIds('eos_token_id', 2),
-    padTokenId: f.tokenId('pad_token_id', null),
+    ...f.specialTokens(1, 2, null),
   };
 }
 

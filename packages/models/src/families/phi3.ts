@@ -29,19 +29,12 @@ import { LLAMA_NAMES } from './names.js';
  */
 export function phi3ConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'phi3');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.headDim(hiddenSize, numHeads, false);
+  const dims = f.dimensions('derived');
+  const { headDim } = dims;
   const maxPositionEmbeddings = f.int('max_position_embeddings', 4096);
   return {
     family: 'phi3',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
     norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-5) },
@@ -57,9 +50,7 @@ export function phi3ConfigFromHF(json: Record<string, unknown>): CausalLMConfig 
     lmHeadBias: false,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 1),
-    eosTokenId: f.tokenIds('eos_token_id', 32000),
-    padTokenId: f.tokenId('pad_token_id', 32000),
+    ...f.specialTokens(1, 32000, 32000),
   };
 }
 

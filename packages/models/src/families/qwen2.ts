@@ -32,10 +32,8 @@ import { LLAMA_NAMES } from './names.js';
  */
 export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'qwen2');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const numLayers = f.int('num_hidden_layers');
-  const headDim = f.headDim(hiddenSize, numHeads);
+  const dims = f.dimensions('explicit');
+  const { headDim, numLayers } = dims;
   const maxPositionEmbeddings = f.int('max_position_embeddings', 32768);
 
   let layerTypes: LayerType[] | undefined;
@@ -55,13 +53,7 @@ export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig
 
   const config: CausalLMConfig = {
     family: 'qwen2',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers,
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
     norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6) },
@@ -77,9 +69,7 @@ export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig
     lmHeadBias: false,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', null),
-    eosTokenId: f.tokenIds('eos_token_id', null),
-    padTokenId: f.tokenId('pad_token_id', null),
+    ...f.specialTokens(null, null, null),
   };
   if (windowed) config.layerTypes = layerTypes;
   return config;

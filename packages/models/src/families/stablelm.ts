@@ -32,21 +32,14 @@ import { HFFields } from './hf-fields.js';
  */
 export function stablelmConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'stablelm');
-  const hiddenSize = f.int('hidden_size');
-  const numHeads = f.int('num_attention_heads');
-  const headDim = f.headDim(hiddenSize, numHeads, false);
+  const dims = f.dimensions('derived');
+  const { headDim } = dims;
   const eps = f.positive('layer_norm_eps', 1e-5);
   const qkvBias = f.flag('use_qkv_bias', false);
   const maxPositionEmbeddings = f.int('max_position_embeddings', 4096);
   return {
     family: 'stablelm',
-    vocabSize: f.int('vocab_size'),
-    hiddenSize,
-    numLayers: f.int('num_hidden_layers'),
-    numHeads,
-    numKVHeads: f.kvHeads(numHeads),
-    headDim,
-    intermediateSize: f.int('intermediate_size'),
+    ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
     norm: { type: 'layer', eps, bias: true },
@@ -66,9 +59,7 @@ export function stablelmConfigFromHF(json: Record<string, unknown>): CausalLMCon
     lmHeadBias: false,
     scaleEmbeddings: false,
     maxPositionEmbeddings,
-    bosTokenId: f.tokenId('bos_token_id', 0),
-    eosTokenId: f.tokenIds('eos_token_id', 0),
-    padTokenId: f.tokenId('pad_token_id', null),
+    ...f.specialTokens(0, 0, null),
   };
 }
 
