@@ -1,0 +1,6 @@
+/**
+ * `@slmkit/adapters`.
+ *
+ * @packageDocumentation
+ */
+export {};

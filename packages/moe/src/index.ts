@@ -1,0 +1,6 @@
+/**
+ * `@slmkit/moe`.
+ *
+ * @packageDocumentation
+ */
+export {};
