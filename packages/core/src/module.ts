@@ -295,6 +295,52 @@ export abstract class Module {
   }
 
   /**
+   * Puts `replacement` in the place of the direct child registered under `name`, so that dotted names, weight
+   * loading, counting, freezing and disposal see it there from now on (the old child keeps its variables and is
+   * returned; it is not disposed). It changes the registry only: a block that kept a reference to its part (most
+   * do: `this.qProj`) still calls the old one. That is how an adapter attached to a built model works: the
+   * replacement (a `LoRALinear`) shares the old `Linear`'s variables and takes over its forward through
+   * {@link Linear.setDelegate}.
+   *
+   * @returns the child that was registered under `name`.
+   * @throws {@link ConfigError} when no child is registered under `name`, or `replacement` is not a {@link Module}.
+   *
+   * @example
+   * ```ts
+   * import { Module, Linear } from '@slmkit/core';
+   * class Block extends Module {
+   *   readonly proj = this.registerModule('proj', new Linear(8, 8));
+   * }
+   * const block = new Block();
+   * const replacement = new Linear(8, 8, { bias: false });
+   * const old = block.replaceModule('proj', replacement);
+   * console.log(block.namedParameters().map(([n]) => n)); // ["proj.weight"]
+   * console.log(old === block.proj); // true: the field still holds the old child
+   * old.dispose();
+   * block.dispose();
+   * ```
+   */
+  replaceModule(name: string, replacement: Module): Module {
+    const old = this.ownChildren.get(name);
+    if (old == null) {
+      throw new ConfigError(`replaceModule("${name}"): ${this.constructor.name} has no child "${name}" (children: ${[...this.ownChildren.keys()].join(', ') || 'none'})`, {
+        field: 'name',
+        expected: [...this.ownChildren.keys()],
+        found: name,
+      });
+    }
+    if (!(replacement instanceof Module)) {
+      throw new ConfigError(`replaceModule("${name}"): expected a Module, found ${typeof replacement}`, {
+        field: name,
+        expected: 'Module',
+        found: typeof replacement,
+      });
+    }
+    this.ownChildren.set(name, replacement);
+    return old;
+  }
+
+  /**
    * The parameters as a checkpoint stores them: Hugging Face `state_dict` names and shapes, each shared variable
    * once (under its first name). Parameters kept in their checkpoint layout come as clones, which cost nothing
    * (they share the variable's data, and keep today's values if the variable is assigned later); transposed ones

@@ -45,6 +45,21 @@ function weightsOf(m: Module, fill: (name: string) => number): Record<string, tf
 }
 
 describe('Module', () => {
+  it('replaces a named child in the registry, returns the old one, and rejects an unknown name', () => {
+    const block = new Block();
+    const replacement = new Affine(4, 2);
+    const old = block.replaceModule('q_proj', replacement);
+    expect(old).toBe(block.q_proj);
+    expect(block.child('q_proj')).toBe(replacement);
+    expect(block.checkpointShapes()).toEqual({ norm: [4], 'q_proj.weight': [2, 4], 'q_proj.bias': [2] });
+    expect(block.namedModules().map(([n, m]) => [n, m === replacement])).toEqual([['', false], ['q_proj', true]]);
+    expect(() => block.replaceModule('k_proj', new Affine(4, 2))).toThrow(ConfigError);
+    expect(() => block.replaceModule('k_proj', new Affine(4, 2))).toThrow(/no child "k_proj" \(children: q_proj\)/);
+    expect(() => block.replaceModule('q_proj', {} as Module)).toThrow(ConfigError);
+    old.dispose();
+    block.dispose();
+  });
+
   it('names parameters with dotted paths, own parameters first, then children in registration order', () => {
     const m = new Model(2);
     expect(m.namedParameters().map(([n]) => n)).toEqual([

@@ -98,6 +98,7 @@ export class Linear extends Module {
   readonly weight: tf.Variable;
   /** `b`, shape `[outFeatures]`; `undefined` when built with `bias: false`. */
   readonly bias: tf.Variable | undefined;
+  private delegateTo: Projection | undefined = undefined;
 
   /**
    * @param inFeatures - width of the input's last dimension (a positive integer).
@@ -132,13 +133,95 @@ export class Linear extends Module {
   }
 
   /**
-   * Applies `x Wᵀ + b` over the last dimension (`matMul(x, weight)`, the weight being stored `[in, out]`).
+   * The projection {@link Linear.forward} hands its input to instead of computing `x Wᵀ + b` itself, if any;
+   * see {@link Linear.setDelegate}.
+   */
+  get delegate(): Projection | undefined {
+    return this.delegateTo;
+  }
+
+  /**
+   * Makes {@link Linear.forward} return `delegate.forward(x)` (or, with `undefined`, its own `x Wᵀ + b` again).
+   * Blocks hold their projections by reference, so this is how a layer already built into a model takes on a
+   * different computation: a LoRA adapter attached to a loaded model wraps this layer (sharing its variables, and
+   * computing the affine part with {@link Linear.affine}) and becomes its delegate. A delegate must not call this
+   * layer's `forward` (that would recurse).
+   *
+   * @throws {@link ConfigError} when `delegate` is this layer, has no `forward`, or declares other widths.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { Linear, Module } from '@slmkit/core';
+   * class Doubled extends Module {
+   *   readonly inFeatures = 4;
+   *   readonly outFeatures = 2;
+   *   constructor(readonly base: Linear) { super(); }
+   *   forward(x: tf.Tensor): tf.Tensor {
+   *     return tf.tidy(() => tf.mul(this.base.affine(x), 2));
+   *   }
+   * }
+   * const proj = new Linear(4, 2);
+   * proj.setDelegate(new Doubled(proj));
+   * const y = proj.forward(tf.ones([1, 4])); // 2 (x Wᵀ + b)
+   * proj.setDelegate(undefined); // back to x Wᵀ + b
+   * y.dispose();
+   * proj.dispose();
+   * ```
+   */
+  setDelegate(delegate: Projection | undefined): void {
+    if (delegate != null) {
+      const widths = (p: { inFeatures?: number; outFeatures?: number }) => `[${p.inFeatures ?? '?'} -> ${p.outFeatures ?? '?'}]`;
+      if ((delegate as unknown) === this || typeof (delegate as { forward?: unknown }).forward !== 'function') {
+        throw new ConfigError('Linear.setDelegate: the delegate must be another projection with a forward', {
+          field: 'delegate',
+          expected: 'a Projection other than this layer',
+          found: (delegate as unknown) === this ? 'this layer' : typeof delegate,
+        });
+      }
+      if ((delegate.inFeatures != null && delegate.inFeatures !== this.inFeatures) || (delegate.outFeatures != null && delegate.outFeatures !== this.outFeatures)) {
+        throw new ConfigError(`Linear.setDelegate: the delegate maps ${widths(delegate)}, this layer ${widths(this)}`, {
+          field: 'delegate',
+          expected: [this.inFeatures, this.outFeatures],
+          found: [delegate.inFeatures, delegate.outFeatures],
+        });
+      }
+    }
+    this.delegateTo = delegate;
+  }
+
+  /**
+   * Applies `x Wᵀ + b` over the last dimension, or hands `x` to the {@link Linear.delegate} when one is set.
    *
    * @param x - float32 tensor `[..., inFeatures]`.
    * @returns `[..., outFeatures]`; the caller owns it.
    * @throws {@link ShapeError} when `x` is a scalar, not float32, or its last dimension is not `inFeatures`.
    */
   forward(x: tf.Tensor): tf.Tensor {
+    if (this.delegateTo != null) return this.delegateTo.forward(x);
+    return this.affine(x);
+  }
+
+  /**
+   * Applies `x Wᵀ + b` over the last dimension (`matMul(x, weight)`, the weight being stored `[in, out]`), whatever
+   * the {@link Linear.delegate}: what a delegate wrapping this layer calls for the affine part.
+   *
+   * @param x - float32 tensor `[..., inFeatures]`.
+   * @returns `[..., outFeatures]`; the caller owns it.
+   * @throws {@link ShapeError} when `x` is a scalar, not float32, or its last dimension is not `inFeatures`.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { Linear } from '@slmkit/core';
+   * const proj = new Linear(3, 2);
+   * const y = proj.affine(tf.ones([5, 3])); // [5, 2]
+   * console.log(y.shape); // [5, 2]
+   * y.dispose();
+   * proj.dispose();
+   * ```
+   */
+  affine(x: tf.Tensor): tf.Tensor {
     checkLastDim('Linear', x, this.inFeatures, 'inFeatures');
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);

@@ -5,6 +5,7 @@ import { initBackend } from '../../src/backend.js';
 import '../../src/register-gradients.node.js';
 import { CheckpointError, ConfigError, ShapeError } from '../../src/errors.js';
 import { Linear } from '../../src/layers/linear.js';
+import { Module } from '../../src/module.js';
 import { expectBackendsAgree, expectClose, expectNoLeak, linearRef, onEveryBackend, randn, take } from './helpers.js';
 
 beforeAll(async () => {
@@ -198,5 +199,47 @@ describe('Linear', () => {
       return y;
     });
     expectBackendsAgree(out);
+  });
+});
+
+describe('Linear delegate', () => {
+  class Scaled extends Module {
+    readonly inFeatures: number;
+    readonly outFeatures: number;
+    constructor(readonly base: Linear, readonly factor: number) {
+      super();
+      this.inFeatures = base.inFeatures;
+      this.outFeatures = base.outFeatures;
+    }
+    forward(x: tf.Tensor): tf.Tensor {
+      return tf.tidy(() => tf.mul(this.base.affine(x), this.factor));
+    }
+  }
+
+  it('hands forward to the delegate, affine ignores it, and undefined restores the layer', async () => {
+    const lin = await linearWith(3, 2, [1, 2, 3, 4, 5, 6], [0.5, -0.5]);
+    const x = tf.tensor2d([[1, 0, -1]]);
+    expect(lin.delegate).toBeUndefined();
+    const plain = await take(lin.forward(x));
+    lin.setDelegate(new Scaled(lin, 3));
+    expect(lin.delegate).toBeInstanceOf(Scaled);
+    expectClose(await take(lin.forward(x)), Array.from(plain, (v) => 3 * v));
+    expectClose(await take(lin.affine(x)), plain);
+    lin.setDelegate(undefined);
+    expectClose(await take(lin.forward(x)), plain);
+    expectClose(plain, [1 - 3 + 0.5, 4 - 6 - 0.5]);
+    x.dispose();
+    lin.dispose();
+  });
+
+  it('rejects itself, a non-projection and a delegate of other widths', () => {
+    const lin = new Linear(3, 2);
+    expect(() => lin.setDelegate(lin)).toThrow(ConfigError);
+    expect(() => lin.setDelegate({} as never)).toThrow(ConfigError);
+    const other = new Linear(3, 4);
+    expect(() => lin.setDelegate(new Scaled(other, 2))).toThrow(/maps \[3 -> 4\], this layer \[3 -> 2\]/);
+    expect(lin.delegate).toBeUndefined();
+    other.dispose();
+    lin.dispose();
   });
 });
