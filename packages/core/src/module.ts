@@ -484,12 +484,17 @@ export abstract class Module {
     return { loaded, missing, unexpected };
   }
 
-  /** Disposes every parameter of this module and its children (shared variables once). Safe to call twice. */
+  /**
+   * Disposes every parameter of this module and its children (shared variables once), calling each child's own
+   * `dispose` so that a subclass that holds more than its parameters (a weight kept for an unmerge) frees it too.
+   * Safe to call twice.
+   */
   dispose(): void {
     if (this.disposed) return;
+    this.disposed = true;
+    for (const child of this.ownChildren.values()) child.dispose();
     for (const v of this.parameters()) {
       if (!v.isDisposed) v.dispose();
     }
-    this.disposed = true;
   }
 }

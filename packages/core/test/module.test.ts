@@ -45,6 +45,33 @@ function weightsOf(m: Module, fill: (name: string) => number): Record<string, tf
 }
 
 describe('Module', () => {
+  it("disposes through each child's own dispose, so what a subclass holds beyond its parameters is freed", () => {
+    let calls = 0;
+    class Holder extends Affine {
+      readonly extra = tf.ones([3]);
+      override dispose(): void {
+        calls++;
+        this.extra.dispose();
+        super.dispose();
+      }
+    }
+    class Outer extends Module {
+      readonly holder = this.registerModule('a', new Holder(2, 2));
+      constructor() {
+        super();
+        this.registerModule('b', this.holder);
+      }
+    }
+    const before = tf.memory().numTensors;
+    const outer = new Outer();
+    outer.dispose();
+    outer.dispose();
+    expect(calls).toBeGreaterThanOrEqual(1);
+    expect(outer.holder.extra.isDisposed).toBe(true);
+    expect(outer.holder.weight.isDisposed).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('replaces a named child in the registry, returns the old one, and rejects an unknown name', () => {
     const block = new Block();
     const replacement = new Affine(4, 2);
