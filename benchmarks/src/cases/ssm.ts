@@ -1,21 +1,27 @@
 /**
  * The Mamba-1 selective scan at mamba-130m's inner width (d_inner 1536, N 16), batch 1, with the gate, the skip
  * and the softplus on, as the mixer calls it: the naive tfjs-ops scan (one small op chain per time step) against
- * the fused kernel (one pass over typed arrays). The naive scan only runs at T = 128: it takes seconds there and
- * grows worse than linearly. Target: the fused scan at T = 128 under 15 ms on wasm, linear in T.
+ * the fused kernel, which runs on WebAssembly SIMD on cpu and wasm (`fused`), and against the same kernel's plain
+ * typed-array loop, the path for engines without SIMD (`fused-loop`; before the SIMD module, it was the kernel).
+ * The naive scan only runs at T = 128: it takes seconds there and grows worse than linearly. Target: the fused
+ * scan at T = 128 under 15 ms on wasm, linear in T.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MambaMixer, SsmState, selectiveScan } from '@slmkit/ssm';
+// Internal to @slmkit/ssm (not exported): switches its cpu / wasm kernel between SIMD and the plain loop. The
+// package resolves to the same files through the workspace link, so this is the module the kernel uses.
+import { setScanSimd } from '../../../packages/ssm/dist/ops/wasm/scan-simd.js';
 import { benchCase, type BenchCase } from '../registry.js';
 import { F32, phaseOf } from '../shapes.js';
 
 const D = 1536;
 const N = 16;
 
-function scanCase(implementation: 'naive' | 'fused', T: number): BenchCase {
+function scanCase(variant: 'naive' | 'fused' | 'fused-loop', T: number): BenchCase {
+  const implementation = variant === 'naive' ? 'naive' : 'fused';
   return benchCase({
     block: 'ssm',
-    series: `ssm/selective-scan/${implementation}`,
+    series: `ssm/selective-scan/${variant}`,
     axis: { name: 'T', value: T },
     phase: phaseOf(T),
     shape: { B: 1, T, d: D, N },
@@ -31,9 +37,13 @@ function scanCase(implementation: 'naive' | 'fused', T: number): BenchCase {
       const C = tf.randomNormal([1, N, T]); // [B, N, T]
       const skip = tf.ones([D]);
       const bias = tf.zeros([D]);
+      setScanSimd(variant !== 'fused-loop');
       return {
         run: () => selectiveScan(u, delta, A, B, C, { D: skip, z, deltaBias: bias, deltaSoftplus: true, implementation }), // [B, D, T]
-        teardown: () => tf.dispose([u, delta, z, A, B, C, skip, bias]),
+        teardown: () => {
+          setScanSimd(true);
+          tf.dispose([u, delta, z, A, B, C, skip, bias]);
+        },
       };
     },
   });
@@ -103,6 +113,7 @@ function mixerDecodeCase(ctx: number): BenchCase {
 export const cases: BenchCase[] = [
   scanCase('naive', 128),
   ...[128, 512, 2048].map((T) => scanCase('fused', T)),
+  ...[128, 512, 2048].map((T) => scanCase('fused-loop', T)),
   ...[128, 512, 2048].map((T) => mixerPrefillCase(T)),
   ...[128, 2048].map((ctx) => mixerDecodeCase(ctx)),
 ];

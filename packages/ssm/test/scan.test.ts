@@ -2,8 +2,9 @@
 // grid of shapes and options, on every backend under test; the single-step update against the scan.
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, ShapeError, initBackend } from '@slmkit/core';
+import { ConfigError, ShapeError, initBackend, type BackendName } from '@slmkit/core';
 import { hasFusedSelectiveScan, selectiveScan, selectiveScanLastRun, selectiveStateUpdate } from '../src/index.js';
+import { setScanSimd } from '../src/ops/wasm/scan-simd.js';
 import { BACKENDS, diff, uniform } from './helpers.js';
 
 interface Case {
@@ -26,6 +27,8 @@ const GRID: Case[] = [
   { Bt: 1, D: 6, L: 9, N: 16, skip: true, gate: false, bias: true, softplus: true, init: false },
   { Bt: 2, D: 4, L: 5, N: 4, G: 2, skip: false, gate: true, bias: false, softplus: true, init: true },
   { Bt: 3, D: 2, L: 17, N: 4, skip: true, gate: true, bias: false, softplus: false, init: true },
+  // N not a multiple of the SIMD width: the wasm kernel pads the states to 8
+  { Bt: 2, D: 3, L: 6, N: 6, G: 3, skip: true, gate: true, bias: true, softplus: true, init: true },
 ];
 
 const id = (c: Case): string =>
@@ -57,10 +60,17 @@ it('has fused kernels on cpu, wasm and webgpu', () => {
   expect(hasFusedSelectiveScan('webgpu')).toBe(true);
 });
 
-describe.each(BACKENDS.filter((b) => hasFusedSelectiveScan(b)))('selectiveScan on %s', (backend) => {
+// On cpu and wasm the forward runs on WebAssembly SIMD; the plain typed-array loop (for engines without SIMD) is
+// tested too, on cpu.
+const RUNS: [string, BackendName, boolean][] = BACKENDS.filter((b) => hasFusedSelectiveScan(b)).map((b) => [b, b, true]);
+if (RUNS.some(([b]) => b === 'cpu')) RUNS.push(['cpu without SIMD', 'cpu', false]);
+
+describe.each(RUNS)('selectiveScan on %s', (label, backend, simd) => {
   beforeAll(async () => {
     await initBackend(backend);
+    setScanSimd(simd);
   });
+  afterAll(() => setScanSimd(true));
 
   it('says which implementation ran', () => {
     const x = inputs(GRID[0], 1);
@@ -114,7 +124,30 @@ describe.each(BACKENDS.filter((b) => hasFusedSelectiveScan(b)))('selectiveScan o
     tf.dispose([f.y, f.lastState, n.y, n.lastState, ...gf, ...gn]);
     expect(tf.memory().numTensors).toBe(before + 2); // wy, wh
     tf.dispose([wy, wh, ...xs]);
-    measured.push(`${backend} ${id(c)}: ${Math.max(dy.abs, dh.abs).toExponential(2)} / ${worst.toExponential(2)}`);
+    measured.push(`${label} ${id(c)}: ${Math.max(dy.abs, dh.abs).toExponential(2)} / ${worst.toExponential(2)}`);
+  });
+
+  it('matches naive where decays underflow, steps are large and inputs are not finite', async () => {
+    const c: Case = { Bt: 1, D: 4, L: 11, N: 8, skip: true, gate: true, bias: false, softplus: true, init: true };
+    const x = inputs(c, 21);
+    // Steps up to 60 (softplus is the identity above 20) and A down to -e^5: dt·A reaches -9000, far below where
+    // float32 exp underflows; a large gate argument saturates the sigmoid.
+    const delta = uniform([1, 4, 11], 22, -5, 60);
+    const A = tf.neg(tf.exp(uniform([4, 8], 23, -1, 5)));
+    const z = uniform([1, 4, 11], 24, -120, 120);
+    const opts = { D: x.D, z, initialState: x.initialState, deltaSoftplus: true, returnLastState: true } as const;
+    const f = selectiveScan(x.u, delta, A, x.B, x.C, opts);
+    const n = selectiveScan(x.u, delta, A, x.B, x.C, { ...opts, implementation: 'naive' });
+    for (const k of ['y', 'lastState'] as const) {
+      const d = diff(await f[k].data(), await n[k].data());
+      expect(d.abs, k).toBeLessThanOrEqual(2e-5 * Math.max(1, d.scale));
+    }
+    // A NaN input poisons its channel's outputs as it does naive's, never silently becoming a number.
+    const u = tf.tensor(Float32Array.from(await x.u.data(), (v, i) => (i === 3 ? NaN : v)), x.u.shape);
+    const y = await selectiveScan(u, delta, A, x.B, x.C, { deltaSoftplus: true }).data();
+    expect(Number.isNaN(y[3]) && Number.isNaN(y[10])).toBe(true);
+    expect(y.slice(11).every(Number.isFinite)).toBe(true);
+    tf.dispose([f.y, f.lastState, n.y, n.lastState, delta, A, z, u, ...Object.values(x)]);
   });
 
   it('a scan of L then k single-step updates equals one scan of L + k', async () => {
@@ -169,7 +202,48 @@ describe('selectiveScan input errors', () => {
     expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { initialState: tf.zeros([1, 4, 3]) })).toThrow(/initialState must be/);
     expect(() => selectiveScan(tf.zeros([1, 4, 5], 'int32'), x.delta, x.A, x.B, x.C)).toThrow(/u must be float32/);
   });
-  it('rejects non-boolean flags and a missing kernel', () => {
+  it('rejects non-boolean flags', () => {
     expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { deltaSoftplus: 1 as unknown as boolean })).toThrow(ConfigError);
+  });
+});
+
+describe('selectiveScan on a backend without the fused kernel', () => {
+  // A backend named "plain" with every cpu kernel except the scan's.
+  beforeAll(async () => {
+    await initBackend('cpu');
+    const cpu = tf.findBackend('cpu')!;
+    tf.registerBackend('plain', () => cpu);
+    for (const k of tf.getKernelsForBackend('cpu')) {
+      if (!k.kernelName.startsWith('SlmkitSelectiveScan')) tf.registerKernel({ ...k, backendName: 'plain' });
+    }
+    await tf.setBackend('plain');
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('throws a ConfigError for implementation "fused", and falls back to naive with one warning otherwise', async () => {
+    const x = inputs(GRID[1], 31);
+    expect(hasFusedSelectiveScan()).toBe(false);
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { implementation: 'fused' })).toThrow(ConfigError);
+    expect(() => selectiveScan(x.u, x.delta, x.A, x.B, x.C, { implementation: 'fused' })).toThrow(/no fused kernel registered for backend "plain"/);
+    const warnings: unknown[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => warnings.push(args.join(' '));
+    try {
+      const a = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: x.D });
+      expect(selectiveScanLastRun()).toEqual({ op: 'SlmkitSelectiveScan', backend: 'plain', implementation: 'naive' });
+      const b = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: x.D });
+      expect(warnings).toHaveLength(1);
+      expect(String(warnings[0])).toMatch(/no fused kernel on "plain"/);
+      await tf.setBackend('cpu');
+      const fused = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: x.D });
+      const d = diff(await fused.data(), await a.data());
+      expect(d.abs).toBeLessThanOrEqual(2e-5 * Math.max(1, d.scale));
+      tf.dispose([a, b, fused]);
+    } finally {
+      console.warn = warn;
+    }
+    tf.dispose(Object.values(x));
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The selective scan over typed arrays: the forward recurrence and its backward pass, shared by the `cpu` and
- * `wasm` kernels (and by every single-step decode, which is a scan of length 1 from a given state).
+ * `wasm` kernels (and by every single-step decode, which is a scan of length 1 from a given state). The forward
+ * runs on WebAssembly SIMD (`wasm/scan-simd.ts`) where the engine has it; the loop here is the fallback.
  *
  * Layouts are row-major: `u, delta, z, y: [Bt, D, L]`, `A: [D, N]`, `B, C: [Bt, G, N, L]` (G = 1 when not grouped),
  * `state: [Bt, D, N]`. Channel `d` reads group `floor(d / (D / G))`. Arithmetic is float64 inside, float32 at the
@@ -8,6 +9,7 @@
  *
  * @module
  */
+import { scanForwardSimd } from './wasm/scan-simd.js';
 
 /** The typed-array inputs of one scan; optional ones are `undefined` (or empty). */
 export interface ScanArrays {
@@ -83,6 +85,7 @@ const present = (x: Float32Array | undefined): x is Float32Array => x != null &&
  * `out` is `[Bt, D, L + N]` and each row ends with that channel's state after the last step.
  */
 export function scanForward(x: ScanArrays, dims: ScanDims, out: Float32Array, packState: boolean): void {
+  if (scanForwardSimd(x, dims, out, packState)) return;
   const { batch: Bt, channels: Dc, length: L, stateSize: N, groups: G, deltaSoftplus } = dims;
   const perGroup = Dc / G;
   const Bt_ = timeMajor(x.B, Bt * G, N, L);
