@@ -126,8 +126,8 @@ function kernelInputs(u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor
  * `⌊d / (D/G)⌋`), `D, deltaBias: [D]`, `initialState: [B, D, N]`, all float32.
  *
  * It runs a fused kernel where the backend has one (`cpu`, `wasm`: WebAssembly SIMD, four states per
- * instruction; `webgpu`: a WGSL kernel, sequential over time and parallel over batch × channel × state) and the naive tfjs-ops version otherwise,
- * warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input, `initialState`
+ * instruction; `webgpu`: a WGSL kernel, sequential over time and parallel over batch × channel × state) and
+ * the naive tfjs-ops version otherwise, warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input, `initialState`
  * included: on `cpu` and `wasm` a backward kernel recomputes the states instead of recording a graph; on `webgpu`
  * (no WGSL backward kernel yet) the forward is fused and the gradient recomputes through the naive scan.
  *
