@@ -125,11 +125,11 @@ function kernelInputs(u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor
  * `u, delta, z: [B, D, L]`, `A: [D, N]`, `B, C: [B, N, L]` or grouped `[B, G, N, L]` (channel d reads group
  * `⌊d / (D/G)⌋`), `D, deltaBias: [D]`, `initialState: [B, D, N]`, all float32.
  *
- * It runs a fused kernel where the backend has one (`cpu`, `wasm`: WebAssembly SIMD, four states per
- * instruction; `webgpu`: a WGSL kernel, sequential over time and parallel over batch × channel × state) and
- * the naive tfjs-ops version otherwise, warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input, `initialState`
- * included: on `cpu` and `wasm` a backward kernel recomputes the states instead of recording a graph; on `webgpu`
- * (no WGSL backward kernel yet) the forward is fused and the gradient recomputes through the naive scan.
+ * It runs a fused kernel where the backend has one (`cpu`, `wasm`: WebAssembly SIMD, four states per instruction;
+ * `webgpu`: a WGSL kernel, sequential over time and parallel over batch × channel × state) and the naive tfjs-ops
+ * version otherwise, warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input,
+ * `initialState` included: on `cpu` and `wasm` a backward kernel recomputes the states instead of recording a graph;
+ * on `webgpu` (no WGSL backward kernel yet) the forward is fused and the gradient recomputes through the naive scan.
  *
  * @returns `y` `[B, D, L]`; with `returnLastState`, `{ y, lastState }`. The caller owns them.
  * @throws {@link @slmkit/core!ShapeError | ShapeError} naming the input whose dtype or shape is wrong;
