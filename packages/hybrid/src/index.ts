@@ -1,0 +1,6 @@
+/**
+ * `@slmkit/hybrid`.
+ *
+ * @packageDocumentation
+ */
+export {};
