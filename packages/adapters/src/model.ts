@@ -82,8 +82,8 @@ function checkNothingMerged(layers: [string, LoRALinear][], what: string): void 
 /**
  * Adds an adapter named `name` to the linear layers `policy.target` selects, with the policy's rank, alpha, kind
  * and per-layer overrides, and makes it the active adapter (on layers without it, none is active). New adapters
- * start with `B = 0`, so the model's output does not change until they are trained. Every other parameter of the
- * model is frozen, and the new adapter's are trainable, as PEFT does.
+ * start with `B = 0`, so the model's output does not change until they are trained. The new adapter's parameters
+ * are trainable and every parameter of the model that belongs to no adapter is frozen, as PEFT does.
  *
  * @returns the adapted layers' names.
  * @throws {@link @slmkit/core!ConfigError | ConfigError} for an invalid option, a target that selects no `Linear`, a name some
@@ -128,12 +128,13 @@ export function addAdapter(model: Module, name: string, policy: AdapterPolicy): 
   });
   for (const p of plans) checkLoRAOptions(owner, p.options);
   const all = linearLayers(model);
-  model.freeze();
   for (const [i, p] of plans.entries()) {
     const layer = wrap(model, p.linear, all.get(p.linear)!);
     layer.addAdapter(name, { ...p.options, seed: p.options.seed == null ? undefined : p.options.seed + i });
   }
-  for (const v of adapterParameters(model, name)) v.trainable = true;
+  // Freeze everything but the adapters (earlier adapters keep whatever trainability they have).
+  const adapterVars = new Set(adaptedLayers(model).flatMap(([, l]) => l.adapterNames().flatMap((n) => l.adapter(n)!.parameters())));
+  for (const v of model.parameters()) if (!adapterVars.has(v)) v.trainable = false;
   setAdapter(model, name);
   return plans.map((p) => p.layerName);
 }

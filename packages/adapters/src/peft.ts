@@ -347,7 +347,7 @@ function mostCommon(values: number[]): number {
  * import { serializeAdapter } from '@slmkit/adapters';
  * declare const model: Module;
  * const { config, safetensors } = await serializeAdapter(model, { name: 'default' });
- * const blob = new Blob([safetensors]); // offer it as a download in a page
+ * const blob = new Blob([new Uint8Array(safetensors)]); // offer it as a download in a page
  * console.log(config.r, blob.size);
  * ```
  */
