@@ -25,14 +25,19 @@ import { Linear, type Projection } from './linear.js';
  * ```
  */
 export interface GatedMLPParts {
-  /** `hidden → intermediate`, fed through the activation; registered as `gate_proj`. */
+  /** `hidden → intermediate`, fed through the activation; registered as `gate_proj` (or `names.gate`). */
   gateProj: Projection;
-  /** `hidden → intermediate`, the linear branch; registered as `up_proj`. */
+  /** `hidden → intermediate`, the linear branch; registered as `up_proj` (or `names.up`). */
   upProj: Projection;
-  /** `intermediate → hidden`; registered as `down_proj`. */
+  /** `intermediate → hidden`; registered as `down_proj` (or `names.down`). */
   downProj: Projection;
   /** The activation of the gate: a name (default `'silu'`, giving SwiGLU) or a function. */
   activation?: Activation | ActivationFn;
+  /**
+   * The names the projections are registered under, where a checkpoint names them otherwise (Mixtral's experts:
+   * `{ gate: 'w1', up: 'w3', down: 'w2' }`). Default `gate_proj`, `up_proj`, `down_proj`.
+   */
+  names?: { gate?: string; up?: string; down?: string };
 }
 
 /**
@@ -109,9 +114,10 @@ export class GatedMLP extends Module {
     checkWidth('GatedMLP', 'upProj.outFeatures', upProj.outFeatures, 'gateProj.outFeatures', gateProj.outFeatures);
     checkWidth('GatedMLP', 'downProj.inFeatures', downProj.inFeatures, 'gateProj.outFeatures', gateProj.outFeatures);
     const act = resolveActivation(parts.activation ?? 'silu');
-    this.gateProj = this.registerModule('gate_proj', gateProj);
-    this.upProj = this.registerModule('up_proj', upProj);
-    this.downProj = this.registerModule('down_proj', downProj);
+    const names = parts.names ?? {};
+    this.gateProj = this.registerModule(names.gate ?? 'gate_proj', gateProj);
+    this.upProj = this.registerModule(names.up ?? 'up_proj', upProj);
+    this.downProj = this.registerModule(names.down ?? 'down_proj', downProj);
     this.activationName = act.name;
     this.act = act.fn;
   }
