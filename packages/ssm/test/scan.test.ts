@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ShapeError, initBackend, type BackendName } from '@slmkit/core';
 import { hasFusedSelectiveScan, selectiveScan, selectiveScanLastRun, selectiveStateUpdate } from '../src/index.js';
 import { setScanSimd } from '../src/ops/wasm/scan-simd.js';
+import { SCAN_GRAD_KERNEL, scanGradientLastRun } from '../src/ops/kernels-cpu.js';
 import { BACKENDS, diff, uniform } from './helpers.js';
 
 interface Case {
@@ -54,10 +55,11 @@ function inputs(c: Case, seed: number): Record<string, tf.Tensor> {
 const measured: string[] = [];
 afterAll(() => console.log(`selectiveScan fused vs naive, max abs diff (values / gradients):\n${measured.join('\n')}`));
 
-it('has fused kernels on cpu, wasm and webgpu', () => {
-  expect(hasFusedSelectiveScan('cpu')).toBe(true);
-  expect(hasFusedSelectiveScan('wasm')).toBe(true);
-  expect(hasFusedSelectiveScan('webgpu')).toBe(true);
+it('has fused forward and backward kernels on cpu, wasm and webgpu', () => {
+  for (const backend of ['cpu', 'wasm', 'webgpu']) {
+    expect(hasFusedSelectiveScan(backend), backend).toBe(true);
+    expect(tf.getKernel(SCAN_GRAD_KERNEL, backend), `${backend} backward`).toBeDefined();
+  }
 });
 
 // On cpu and wasm the forward runs on WebAssembly SIMD; the plain typed-array loop (for engines without SIMD) is
@@ -113,6 +115,8 @@ describe.each(RUNS)('selectiveScan on %s', (label, backend, simd) => {
     expect(dy.abs, 'y').toBeLessThanOrEqual(tol * Math.max(1, dy.scale));
     expect(dh.abs, 'lastState').toBeLessThanOrEqual(tol * Math.max(1, dh.scale));
     const gf = tf.grads(loss('fused'))(xs);
+    // The fused scan's gradient ran this backend's backward kernel, not tf.grads of the naive scan.
+    expect(scanGradientLastRun()).toEqual({ backend, path: 'kernel' });
     const gn = tf.grads(loss('naive'))(xs);
     let worst = 0;
     for (let i = 0; i < names.length; i++) {
@@ -177,14 +181,19 @@ describe.each(RUNS)('selectiveScan on %s', (label, backend, simd) => {
     tf.dispose([full, stitched, state, ...ys, ...Object.values(x)]);
   });
 
-  it('leaves no tensors behind', () => {
+  it('leaves no tensors behind, nor backend buffers', async () => {
     const x = inputs(GRID[1], 3);
     const before = tf.memory().numTensors;
+    const buffers = tf.engine().backend.numDataIds();
     const { y, lastState } = selectiveScan(x.u, x.delta, x.A, x.B, x.C, { D: x.D, z: x.z, returnLastState: true });
     tf.dispose([y, lastState]);
-    const g = tf.grad((u: tf.Tensor) => tf.sum(selectiveScan(u, x.delta, x.A, x.B, x.C)))(x.u);
-    g.dispose();
+    const [gu, gh0] = tf.grads((u: tf.Tensor, h0: tf.Tensor) =>
+      tf.sum(selectiveScan(u, x.delta, x.A, x.B, x.C, { D: x.D, z: x.z, initialState: h0, deltaSoftplus: true })),
+    )([x.u, x.initialState]);
+    await gu.data(); // on webgpu, buffers used by queued work are released once it is submitted
+    tf.dispose([gu, gh0]);
     expect(tf.memory().numTensors).toBe(before);
+    expect(tf.engine().backend.numDataIds()).toBe(buffers);
     tf.dispose(Object.values(x));
   });
 });
@@ -245,5 +254,59 @@ describe('selectiveScan on a backend without the fused kernel', () => {
       console.warn = warn;
     }
     tf.dispose(Object.values(x));
+  });
+});
+
+describe('selectiveScan gradient on a backend with the forward kernel but no backward kernel', () => {
+  // A backend named "forwardonly" with every cpu kernel except the backward one: the shared gradient falls back to
+  // tf.grads of the naive scan there.
+  beforeAll(async () => {
+    await initBackend('cpu');
+    const cpu = tf.findBackend('cpu')!;
+    tf.registerBackend('forwardonly', () => cpu);
+    for (const k of tf.getKernelsForBackend('cpu')) {
+      if (k.kernelName !== SCAN_GRAD_KERNEL) tf.registerKernel({ ...k, backendName: 'forwardonly' });
+    }
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('differentiates the fused forward through the naive scan, as the backward kernel does', async () => {
+    const c = GRID[1]; // every option on
+    const x = inputs(c, 41);
+    const names = Object.keys(x);
+    const wy = uniform([c.Bt, c.D, c.L], 42);
+    const wh = uniform([c.Bt, c.D, c.N], 43);
+    const loss = (...xs: tf.Tensor[]) => {
+      const t = Object.fromEntries(names.map((n, i) => [n, xs[i]]));
+      const { y, lastState } = selectiveScan(t.u, t.delta, t.A, t.B, t.C, {
+        D: t.D,
+        z: t.z,
+        deltaBias: t.deltaBias,
+        initialState: t.initialState,
+        deltaSoftplus: true,
+        returnLastState: true,
+        implementation: 'fused',
+      });
+      return tf.add(tf.sum(tf.mul(y, wy)), tf.sum(tf.mul(lastState, wh)));
+    };
+    const xs = names.map((n) => x[n]);
+    const viaKernel = tf.grads(loss)(xs);
+    expect(scanGradientLastRun()).toEqual({ backend: 'cpu', path: 'kernel' });
+    const expected = await Promise.all(viaKernel.map((g) => g.data()));
+    await tf.setBackend('forwardonly');
+    const before = tf.memory().numTensors;
+    const viaNaive = tf.grads(loss)(xs);
+    expect(selectiveScanLastRun()).toEqual({ op: 'SlmkitSelectiveScan', backend: 'forwardonly', implementation: 'fused' });
+    expect(scanGradientLastRun()).toEqual({ backend: 'forwardonly', path: 'naive' });
+    for (let i = 0; i < names.length; i++) {
+      const d = diff(await viaNaive[i].data(), expected[i]);
+      expect(d.abs, `d${names[i]}`).toBeLessThanOrEqual(1e-4 * Math.max(1, d.scale));
+    }
+    tf.dispose(viaNaive);
+    expect(tf.memory().numTensors).toBe(before);
+    await tf.setBackend('cpu');
+    tf.dispose([...viaKernel, wy, wh, ...xs]);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The fused selective-scan kernels of the `cpu` and `wasm` backends (one pass over typed arrays, state in a small
- * buffer, no per-step tensors), the backward kernel they share, and the gradient every backend uses.
+ * buffer, no per-step tensors), the backward kernel they share, and the gradient every backend uses (it runs the
+ * backend's backward kernel: this one on `cpu` and `wasm`, the WGSL one of `kernel-webgpu.ts` on `webgpu`).
  *
  * On `wasm` the kernels read and write the backend's tensors in place on the wasm heap (`typedArrayFromHeap`);
  * on `cpu` they read the backend's arrays (`readSync`) and hand it new ones (`makeTensorInfo`).
@@ -92,9 +93,24 @@ function backwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]
   return SCAN_INPUT_NAMES.map((name, i) => b.makeTensorInfo!(shapes[i], 'float32', grads[name]));
 }
 
+/** Which way the last gradient of the fused scan was computed, and on which backend. */
+export interface ScanGradientRun {
+  backend: string;
+  /** `kernel`: the backend's `SlmkitSelectiveScanGrad`; `naive`: `tf.grads` of the naive scan. */
+  path: 'kernel' | 'naive';
+}
+
+let lastGradient: ScanGradientRun | undefined;
+
+/** The last {@link ScanGradientRun}; undefined before the first gradient (tests read it). */
+export function scanGradientLastRun(): ScanGradientRun | undefined {
+  return lastGradient;
+}
+
 /**
- * The gradient of the scan, shared by every backend: the backward kernel where the current backend has one; on
- * the others, the gradient of the naive scan recomputed from the saved inputs.
+ * The gradient of the scan, shared by every backend: the backward kernel where the current backend has one
+ * (`cpu`, `wasm`, `webgpu`); on a backend with a forward kernel but no backward one, the gradient of the naive
+ * scan recomputed from the saved inputs (a graph of L steps: slow on long sequences).
  */
 const gradient: Omit<tf.GradConfig, 'kernelName'> = {
   inputsToSave: [...SCAN_INPUT_NAMES],
@@ -103,7 +119,9 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
     const a = attrs as unknown as ScanKernelAttrs;
     const g = dy as tf.Tensor;
     let grads: tf.Tensor[];
-    if (tf.getKernel(SCAN_GRAD_KERNEL, tf.getBackend()) != null) {
+    const backend = tf.getBackend();
+    lastGradient = { backend, path: tf.getKernel(SCAN_GRAD_KERNEL, backend) != null ? 'kernel' : 'naive' };
+    if (lastGradient.path === 'kernel') {
       grads = tf.engine().runKernel(
         SCAN_GRAD_KERNEL,
         { ...inputs, dy: g } as unknown as tf.NamedTensorMap,
