@@ -42,6 +42,12 @@ export interface ForwardOptions {
   positions?: number[][];
   /** The attention kernel (`auto` by default: naive for short sequences, chunked for long ones). */
   implementation?: AttentionImplementation;
+  /**
+   * Mixture-of-experts models: a list the forward appends each sparse layer's router logits to (float32
+   * `[B·T, E]`, in layer order; Hugging Face's `output_router_logits`), for `loadBalancingLoss` /
+   * `routerZLoss` from `@slmkit/moe`. The caller owns and disposes them. Ignored by dense models.
+   */
+  routerLogits?: tf.Tensor2D[];
 }
 
 /**
@@ -96,7 +102,7 @@ export class TransformerModel extends Module {
   forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
     // The range of the ids is the embedding's check (it names the bad id and its position).
     const [B, T] = checkIds(ids);
-    const { cache, attentionMask, positions, implementation } = options;
+    const { cache, attentionMask, positions, implementation, routerLogits } = options;
     if (cache != null) checkCache(cache, this.config.numLayers);
     if (positions != null) checkPositions(positions, B, T);
     const offset = cache?.length ?? 0;
@@ -107,7 +113,7 @@ export class TransformerModel extends Module {
       // Gemma: the normaliser is sqrt(D) rounded to the activations' dtype (float32), as transformers does.
       if (this.config.scaleEmbeddings) h = tf.mul(h, Math.fround(Math.sqrt(this.config.hiddenSize))) as tf.Tensor3D;
       this.layers.items.forEach((layer, i) => {
-        h = layer.forward(h, { rotaryTables, attentionMask, cache: cache?.layers[i], implementation }); // [B, T, D]
+        h = layer.forward(h, { rotaryTables, attentionMask, cache: cache?.layers[i], implementation }, routerLogits); // [B, T, D]
       });
       return this.norm.forward(h) as tf.Tensor3D; // [B, T, D]
     });

@@ -15,7 +15,17 @@ import { ConfigError, type Activation, type RotaryConfig } from '@slmkit/core';
  * const family: TransformerFamily = 'llama';
  * ```
  */
-export type TransformerFamily = 'llama' | 'mistral' | 'qwen2' | 'gemma' | 'phi' | 'phi3' | 'stablelm';
+export type TransformerFamily =
+  | 'llama'
+  | 'mistral'
+  | 'qwen2'
+  | 'gemma'
+  | 'phi'
+  | 'phi3'
+  | 'stablelm'
+  | 'mixtral'
+  | 'qwen2_moe'
+  | 'olmoe';
 
 /**
  * A normalisation layer: RMSNorm (optionally Gemma's `x * (1 + w)`) or LayerNorm (optionally without bias).
@@ -64,6 +74,42 @@ export interface QKNormConfig {
  * ```
  */
 export type LayerType = 'full_attention' | 'sliding_attention';
+
+/**
+ * The sparse mixture-of-experts feed-forward of a model (Mixtral, Qwen2-MoE, OLMoE): a `TopKRouter` over
+ * `numExperts` SwiGLU experts of width `expertIntermediateSize`, k per token, and optionally a shared expert with
+ * a sigmoid gate. Layers not listed in `sparseLayers` keep the dense MLP of `intermediateSize`.
+ *
+ * @example
+ * ```ts
+ * import type { MoEConfig } from '@slmkit/models';
+ * const mixtral: MoEConfig = {
+ *   numExperts: 8, topK: 2, normalizeTopK: true, expertIntermediateSize: 14336, sharedExpertIntermediateSize: null,
+ *   routerAuxLossCoef: 0.02, routerJitterNoise: 0,
+ * };
+ * ```
+ */
+export interface MoEConfig {
+  /** Routed experts E (`num_local_experts`, `num_experts`). */
+  numExperts: number;
+  /** Experts per token k (`num_experts_per_tok`). */
+  topK: number;
+  /** Rescale the k routing weights to sum to 1 (Mixtral: true; `norm_topk_prob` for Qwen2-MoE and OLMoE). */
+  normalizeTopK: boolean;
+  /** Inner width of each routed expert (Mixtral and OLMoE: `intermediate_size`; Qwen2-MoE: `moe_intermediate_size`). */
+  expertIntermediateSize: number;
+  /** Inner width of the gated shared expert (Qwen2-MoE's `shared_expert_intermediate_size`), or null for none. */
+  sharedExpertIntermediateSize: number | null;
+  /**
+   * The layers whose feed-forward is sparse (Qwen2-MoE's `decoder_sparse_step` and `mlp_only_layers` resolved),
+   * as layer indices in increasing order. Absent: every layer.
+   */
+  sparseLayers?: number[];
+  /** Weight of the load-balancing loss in training (`router_aux_loss_coef`); the model never applies it itself. */
+  routerAuxLossCoef: number;
+  /** Multiplicative jitter on the router input while training (`router_jitter_noise`), in `[0, 1)`. */
+  routerJitterNoise: number;
+}
 
 /**
  * A decoder-only transformer, from embeddings to logits. Every field is plain JSON, so a config can be saved,
@@ -141,9 +187,22 @@ export interface CausalLMConfig {
   eosTokenId: number | number[] | null;
   /** Padding token id. */
   padTokenId: number | null;
+  /** The sparse mixture-of-experts feed-forward (Mixtral, Qwen2-MoE, OLMoE); absent or null for a dense model. */
+  moe?: MoEConfig | null;
 }
 
-const FAMILY_NAMES: readonly TransformerFamily[] = ['llama', 'mistral', 'qwen2', 'gemma', 'phi', 'phi3', 'stablelm'];
+const FAMILY_NAMES: readonly TransformerFamily[] = [
+  'llama',
+  'mistral',
+  'qwen2',
+  'gemma',
+  'phi',
+  'phi3',
+  'stablelm',
+  'mixtral',
+  'qwen2_moe',
+  'olmoe',
+];
 
 function configFail(field: string, expected: string, found: unknown): never {
   const shown = typeof found === 'string' ? `"${found}"` : (JSON.stringify(found) ?? String(found));
@@ -229,6 +288,7 @@ export function validateCausalLMConfig(config: CausalLMConfig): void {
       if (t !== 'full_attention' && t !== 'sliding_attention') configFail(`layerTypes[${i}]`, '"full_attention" or "sliding_attention"', t);
     });
   }
+  if (config.moe != null) checkMoE(config);
   checkTokenId('bosTokenId', config.bosTokenId);
   checkTokenId('padTokenId', config.padTokenId);
   if (Array.isArray(config.eosTokenId)) config.eosTokenId.forEach((id, i) => checkTokenId(`eosTokenId[${i}]`, id));
@@ -250,4 +310,44 @@ export function layerWindow(config: CausalLMConfig, layer: number): number | nul
   if (config.slidingWindow === null) return null;
   if (config.layerTypes === undefined) return config.slidingWindow;
   return config.layerTypes[layer] === 'sliding_attention' ? config.slidingWindow : null;
+}
+
+function checkMoE(config: CausalLMConfig): void {
+  const moe = config.moe!;
+  if (typeof moe !== 'object') configFail('moe', 'a MoEConfig object or null', moe);
+  for (const k of ['numExperts', 'topK', 'expertIntermediateSize'] as const) checkInt(`moe.${k}`, moe[k]);
+  if (moe.topK > moe.numExperts) configFail('moe.topK', `at most moe.numExperts (${moe.numExperts})`, moe.topK);
+  checkBool('moe.normalizeTopK', moe.normalizeTopK);
+  if (moe.sharedExpertIntermediateSize !== null) checkInt('moe.sharedExpertIntermediateSize', moe.sharedExpertIntermediateSize);
+  if (typeof moe.routerAuxLossCoef !== 'number' || !Number.isFinite(moe.routerAuxLossCoef) || moe.routerAuxLossCoef < 0) {
+    configFail('moe.routerAuxLossCoef', 'a finite number >= 0', moe.routerAuxLossCoef);
+  }
+  const jitter = moe.routerJitterNoise;
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) configFail('moe.routerJitterNoise', 'a number in [0, 1)', jitter);
+  if (moe.sparseLayers !== undefined) {
+    const layers = moe.sparseLayers;
+    if (!Array.isArray(layers)) configFail('moe.sparseLayers', 'a list of layer indices', layers);
+    layers.forEach((l, i) => {
+      const previous = i === 0 ? -1 : layers[i - 1];
+      if (!Number.isInteger(l) || l <= previous || l >= config.numLayers) {
+        configFail(`moe.sparseLayers[${i}]`, `an increasing layer index in (${previous}, ${config.numLayers})`, l);
+      }
+    });
+  }
+}
+
+/**
+ * Whether layer `layer`'s feed-forward is a sparse mixture of experts: the config has {@link CausalLMConfig.moe}
+ * and the layer is in its `sparseLayers` (every layer when that is absent).
+ *
+ * @example
+ * ```ts
+ * import { isSparseLayer, type CausalLMConfig } from '@slmkit/models';
+ * declare const config: CausalLMConfig;
+ * const sparse = Array.from({ length: config.numLayers }, (_, i) => isSparseLayer(config, i));
+ * ```
+ */
+export function isSparseLayer(config: CausalLMConfig, layer: number): boolean {
+  if (config.moe == null) return false;
+  return config.moe.sparseLayers === undefined || config.moe.sparseLayers.includes(layer);
 }

@@ -7,8 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Attention, type AttentionCall, type QKNorm } from '@slmkit/attention';
 import { GatedMLP, LayerNorm, Linear, MLP, Module, RMSNorm, type RotaryEmbedding } from '@slmkit/core';
-import { layerWindow, type CausalLMConfig, type NormConfig } from './config.js';
+import { SparseMoE, TopKRouter } from '@slmkit/moe';
+import { isSparseLayer, layerWindow, type CausalLMConfig, type NormConfig } from './config.js';
 import { FAMILIES } from './families/index.js';
+import type { MoENames } from './families/names.js';
+import { MLP_MOE_NAMES } from './families/qwen2-moe.js';
 import { FusedGatedMLP } from './layers/fused-gated-mlp.js';
 import { PerHeadLayerNorm } from './layers/per-head-layer-norm.js';
 
@@ -25,7 +28,8 @@ import { PerHeadLayerNorm } from './layers/per-head-layer-norm.js';
 export type Norm = Module & { forward(x: tf.Tensor): tf.Tensor };
 
 /**
- * The feed-forward block of a decoder layer: gated (split or Phi-3's fused `gate_up_proj`) or plain (Phi).
+ * The feed-forward block of a decoder layer: gated (split or Phi-3's fused `gate_up_proj`), plain (Phi), or a
+ * sparse mixture of experts (Mixtral, Qwen2-MoE, OLMoE).
  *
  * @example
  * ```ts
@@ -34,7 +38,7 @@ export type Norm = Module & { forward(x: tf.Tensor): tf.Tensor };
  * const mlp: FeedForward = GatedMLP.create(64, 172, { activation: 'silu' });
  * ```
  */
-export type FeedForward = GatedMLP | FusedGatedMLP | MLP;
+export type FeedForward = GatedMLP | FusedGatedMLP | MLP | SparseMoE;
 
 /**
  * Builds the norm a {@link NormConfig} describes over `dim` features: `RMSNorm` (Gemma's `1 + w` with
@@ -65,6 +69,34 @@ function buildQKNorm(config: CausalLMConfig, heads: number): QKNorm | undefined 
   return buildNorm(q.norm, config.headDim);
 }
 
+/** The sparse feed-forward of `config.moe`, its parts named as the family's checkpoints name them. */
+function buildSparseMoE(config: CausalLMConfig, names: MoENames): SparseMoE {
+  const moe = config.moe!;
+  const D = config.hiddenSize;
+  const { activation } = config;
+  const expert = (width: number, projections: MoENames['expert']) =>
+    new GatedMLP({
+      gateProj: new Linear(D, width, { bias: false }),
+      upProj: new Linear(D, width, { bias: false }),
+      downProj: new Linear(width, D, { bias: false }),
+      activation,
+      names: projections,
+    });
+  const router = new TopKRouter(D, moe.numExperts, { topK: moe.topK, normalize: moe.normalizeTopK, jitterNoise: moe.routerJitterNoise });
+  const experts = Array.from({ length: moe.numExperts }, () => expert(moe.expertIntermediateSize, names.expert));
+  const shared =
+    moe.sharedExpertIntermediateSize == null
+      ? {}
+      : {
+          sharedExpert: GatedMLP.create(D, moe.sharedExpertIntermediateSize, { activation }),
+          sharedExpertGate: new Linear(D, 1, { bias: false }),
+        };
+  return new SparseMoE(router, experts, {
+    ...shared,
+    names: { router: names.router, experts: names.experts, sharedExpert: names.sharedExpert, sharedExpertGate: names.sharedExpertGate },
+  });
+}
+
 /**
  * One decoder layer, pre-norm:
  *
@@ -75,7 +107,9 @@ function buildQKNorm(config: CausalLMConfig, heads: number): QKNorm | undefined 
  *
  * Parts are registered under their Hugging Face names: `input_layernorm`, `self_attn` (with `q_proj`, …, or
  * Phi-3's `qkv_proj`, Phi's `dense`), `post_attention_layernorm` (absent with a parallel residual), and `mlp`
- * (`gate_proj`/`up_proj`/`down_proj`, Phi-3's `gate_up_proj`, or Phi's `fc1`/`fc2`).
+ * (`gate_proj`/`up_proj`/`down_proj`, Phi-3's `gate_up_proj`, or Phi's `fc1`/`fc2`). On the sparse layers of a
+ * mixture-of-experts config the feed-forward is a `SparseMoE` registered under the family's name
+ * (`block_sparse_moe` for Mixtral, `mlp` for Qwen2-MoE and OLMoE).
  *
  * @example
  * ```ts
@@ -154,6 +188,11 @@ export class DecoderLayer extends Module {
       : this.registerModule('post_attention_layernorm', buildNorm(config.norm, D));
     const I = config.intermediateSize;
     let mlp: FeedForward;
+    if (isSparseLayer(config, layerIndex)) {
+      const moeNames = names.moe ?? MLP_MOE_NAMES.moe!;
+      this.mlp = this.registerModule(moeNames.block, buildSparseMoE(config, moeNames));
+      return;
+    }
     if (config.mlp === 'plain') {
       mlp = MLP.create(D, I, { activation: config.activation, bias: config.mlpBias });
     } else if (config.fusedGateUp) {
@@ -167,15 +206,18 @@ export class DecoderLayer extends Module {
   /**
    * @param x - float32 `[B, T, D]`.
    * @param call - what the attention block needs for this call (cache, rotary tables, mask); see `AttentionCall`.
+   * @param routerLogits - on a sparse layer, a list the router's logits `[B·T, E]` are appended to (the caller
+   *   disposes them); ignored on dense layers.
    * @returns `[B, T, D]`; the caller owns it.
    */
-  forward(x: tf.Tensor3D, call: AttentionCall = {}): tf.Tensor3D {
+  forward(x: tf.Tensor3D, call: AttentionCall = {}, routerLogits?: tf.Tensor2D[]): tf.Tensor3D {
     return tf.tidy(() => {
+      const ff = (t: tf.Tensor) => (this.mlp instanceof SparseMoE ? this.mlp.forward(t, { routerLogits }) : this.mlp.forward(t)); // [B, T, D]
       const h = this.inputLayernorm.forward(x) as tf.Tensor3D; // [B, T, D]
       const attn = this.selfAttn.forward(h, call); // [B, T, D]
-      if (this.parallelResidual) return tf.add(tf.add(x, attn), this.mlp.forward(h)) as tf.Tensor3D; // [B, T, D]
+      if (this.parallelResidual) return tf.add(tf.add(x, attn), ff(h)) as tf.Tensor3D; // [B, T, D]
       const mid = tf.add(x, attn); // [B, T, D]
-      return tf.add(mid, this.mlp.forward(this.postAttentionLayernorm!.forward(mid))) as tf.Tensor3D; // [B, T, D]
+      return tf.add(mid, ff(this.postAttentionLayernorm!.forward(mid))) as tf.Tensor3D; // [B, T, D]
     });
   }
 }

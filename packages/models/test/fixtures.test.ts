@@ -6,7 +6,7 @@ import { caseDir, loadCase } from '@slmkit/fixtures';
 import { fromPretrained, type CausalLM } from '../src/index.js';
 import { BACKENDS, maxAbsDiff, take, tolerance, useBackend } from './helpers.js';
 
-const FAMILIES = ['llama', 'mistral', 'qwen2', 'gemma', 'phi', 'phi3', 'stablelm'] as const;
+const FAMILIES = ['llama', 'mistral', 'qwen2', 'gemma', 'phi', 'phi3', 'stablelm', 'mixtral', 'qwen2_moe', 'olmoe'] as const;
 
 /** Measured worst differences, printed once at the end: `backend family -> [logits, step logits]`. */
 const measured: string[] = [];

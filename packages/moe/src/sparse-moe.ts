@@ -138,6 +138,25 @@ export interface MoEOutput {
   zLoss: tf.Scalar;
 }
 
+/**
+ * Per-call options of {@link SparseMoE.forward}.
+ *
+ * @example
+ * ```ts
+ * import type * as tf from '@tensorflow/tfjs-core';
+ * import type { MoEForwardOptions } from '@slmkit/moe';
+ * const routerLogits: tf.Tensor2D[] = [];
+ * const options: MoEForwardOptions = { routerLogits }; // collects this layer's [N, E] logits
+ * ```
+ */
+export interface MoEForwardOptions extends RouteOptions {
+  /**
+   * A list the call appends its router logits (float32 `[N, E]`) to, kept alive past any enclosing `tf.tidy`:
+   * how a model gathers every layer's logits for {@link loadBalancingLoss}. The caller disposes them.
+   */
+  routerLogits?: tf.Tensor2D[];
+}
+
 let warnedDense = false;
 
 /**
@@ -313,15 +332,16 @@ export class SparseMoE extends Module {
 
   /**
    * @param x - float32 `[..., hidden]`; every leading position is a token.
-   * @param options - training mode (router jitter) and its seed.
+   * @param options - training mode (router jitter) and its seed, and a list to collect the router logits in.
    * @returns `[..., hidden]`; the caller owns it.
    * @throws {@link @slmkit/core!ShapeError | ShapeError} when the last dimension is not `hidden` or `x` is not
    *   float32; {@link @slmkit/core!BackendError | BackendError} when `sparse` is forced on `webgpu`.
    */
-  forward(x: tf.Tensor, options: RouteOptions = {}): tf.Tensor {
+  forward(x: tf.Tensor, options: MoEForwardOptions = {}): tf.Tensor {
     return tf.tidy(() => {
       const { output, routing } = this.run(x, options);
-      tf.dispose([routing.logits, routing.scores, routing.experts, routing.weights]);
+      if (options.routerLogits != null) options.routerLogits.push(tf.keep(routing.logits));
+      tf.dispose([routing.scores, routing.experts, routing.weights]);
       return output;
     });
   }

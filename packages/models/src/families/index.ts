@@ -13,9 +13,12 @@ import { phiFamily } from './phi.js';
 import { phi3Family } from './phi3.js';
 import { qwen2Family } from './qwen2.js';
 import { stablelmFamily } from './stablelm.js';
+import { mixtralFamily } from './mixtral.js';
+import { olmoeFamily } from './olmoe.js';
+import { qwen2MoeFamily } from './qwen2-moe.js';
 
 export type { ModelFamily } from './family.js';
-export type { FamilyNames } from './names.js';
+export type { FamilyNames, MoENames } from './names.js';
 export { llamaFamily, llamaConfigFromHF } from './llama.js';
 export { mistralFamily, mistralConfigFromHF } from './mistral.js';
 export { qwen2Family, qwen2ConfigFromHF } from './qwen2.js';
@@ -23,6 +26,9 @@ export { gemmaFamily, gemmaConfigFromHF } from './gemma.js';
 export { phiFamily, phiConfigFromHF } from './phi.js';
 export { phi3Family, phi3ConfigFromHF } from './phi3.js';
 export { stablelmFamily, stablelmConfigFromHF } from './stablelm.js';
+export { mixtralFamily, mixtralConfigFromHF } from './mixtral.js';
+export { qwen2MoeFamily, qwen2MoeConfigFromHF } from './qwen2-moe.js';
+export { olmoeFamily, olmoeConfigFromHF } from './olmoe.js';
 
 /**
  * Every family slmkit loads, by Hugging Face `model_type`.
@@ -30,7 +36,7 @@ export { stablelmFamily, stablelmConfigFromHF } from './stablelm.js';
  * @example
  * ```ts
  * import { FAMILIES } from '@slmkit/models';
- * console.log(Object.keys(FAMILIES)); // ["llama", "mistral", "qwen2", "gemma", "phi", "phi3", "stablelm"]
+ * console.log(Object.keys(FAMILIES)); // ["llama", "mistral", "qwen2", "gemma", "phi", "phi3", "stablelm", "mixtral", "qwen2_moe", "olmoe"]
  * ```
  */
 export const FAMILIES: Readonly<Record<TransformerFamily, ModelFamily>> = Object.freeze({
@@ -41,6 +47,9 @@ export const FAMILIES: Readonly<Record<TransformerFamily, ModelFamily>> = Object
   phi: phiFamily,
   phi3: phi3Family,
   stablelm: stablelmFamily,
+  mixtral: mixtralFamily,
+  qwen2_moe: qwen2MoeFamily,
+  olmoe: olmoeFamily,
 });
 
 /**

@@ -23,6 +23,35 @@ export interface FamilyNames {
   qNorm: string;
   /** The key norm under `self_attn.` (`k_norm`; Phi's and StableLM's `k_layernorm`). */
   kNorm: string;
+  /** Where a sparse MoE family names its feed-forward parts; absent for dense families. */
+  moe?: MoENames;
+}
+
+/**
+ * How a mixture-of-experts family names its sparse feed-forward in a Hugging Face `state_dict`.
+ *
+ * @example
+ * ```ts
+ * import type { MoENames } from '@slmkit/models';
+ * const mixtral: MoENames = {
+ *   block: 'block_sparse_moe', router: 'gate', experts: 'experts', expert: { gate: 'w1', up: 'w3', down: 'w2' },
+ *   sharedExpert: 'shared_expert', sharedExpertGate: 'shared_expert_gate',
+ * };
+ * ```
+ */
+export interface MoENames {
+  /** The sparse block under the layer (`block_sparse_moe`; Qwen2-MoE and OLMoE: `mlp`). */
+  block: string;
+  /** The router under the block (`gate`). */
+  router: string;
+  /** The expert list under the block (`experts`). */
+  experts: string;
+  /** Each expert's gate, up and down projections (`w1`, `w3`, `w2`; or `gate_proj`, `up_proj`, `down_proj`). */
+  expert: { gate: string; up: string; down: string };
+  /** The shared expert under the block (`shared_expert`). */
+  sharedExpert: string;
+  /** The shared expert's gate under the block (`shared_expert_gate`). */
+  sharedExpertGate: string;
 }
 
 /** Llama's names, which most families share. */

@@ -36,20 +36,7 @@ export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig
   const { headDim, numLayers } = dims;
   const maxPositionEmbeddings = f.int('max_position_embeddings', 32768);
 
-  let layerTypes: LayerType[] | undefined;
-  if (Array.isArray(json.layer_types)) {
-    const types = json.layer_types as unknown[];
-    if (types.length !== numLayers) f.fail('layer_types', `a list of num_hidden_layers (${numLayers}) entries`, types.length);
-    types.forEach((t, i) => {
-      if (t !== 'full_attention' && t !== 'sliding_attention') f.fail(`layer_types[${i}]`, '"full_attention" or "sliding_attention"', t);
-    });
-    layerTypes = types as LayerType[];
-  } else if (f.flag('use_sliding_window', false)) {
-    const maxWindowLayers = f.int('max_window_layers', 28);
-    layerTypes = Array.from({ length: numLayers }, (_, i) => (i >= maxWindowLayers ? 'sliding_attention' : 'full_attention'));
-  }
-  const windowed = layerTypes?.some((t) => t === 'sliding_attention') ?? false;
-  const slidingWindow = windowed ? f.int('sliding_window', 4096) : null;
+  const { slidingWindow, layerTypes } = qwen2Windows(f, numLayers);
 
   const config: CausalLMConfig = {
     family: 'qwen2',
@@ -71,8 +58,31 @@ export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig
     maxPositionEmbeddings,
     ...f.specialTokens(null, null, null),
   };
-  if (windowed) config.layerTypes = layerTypes;
+  if (layerTypes !== undefined) config.layerTypes = layerTypes;
   return config;
+}
+
+/**
+ * Qwen2's sliding-window layout (shared with Qwen2-MoE): an explicit `layer_types` list, else the window on layers
+ * `i >= max_window_layers` when `use_sliding_window` is true, else none. `layerTypes` is undefined when no layer
+ * is windowed.
+ */
+export function qwen2Windows(f: HFFields, numLayers: number): { slidingWindow: number | null; layerTypes: LayerType[] | undefined } {
+  const json = f.json;
+  let layerTypes: LayerType[] | undefined;
+  if (Array.isArray(json.layer_types)) {
+    const types = json.layer_types as unknown[];
+    if (types.length !== numLayers) f.fail('layer_types', `a list of num_hidden_layers (${numLayers}) entries`, types.length);
+    types.forEach((t, i) => {
+      if (t !== 'full_attention' && t !== 'sliding_attention') f.fail(`layer_types[${i}]`, '"full_attention" or "sliding_attention"', t);
+    });
+    layerTypes = types as LayerType[];
+  } else if (f.flag('use_sliding_window', false)) {
+    const maxWindowLayers = f.int('max_window_layers', 28);
+    layerTypes = Array.from({ length: numLayers }, (_, i) => (i >= maxWindowLayers ? 'sliding_attention' : 'full_attention'));
+  }
+  const windowed = layerTypes?.some((t) => t === 'sliding_attention') ?? false;
+  return { slidingWindow: windowed ? f.int('sliding_window', 4096) : null, layerTypes: windowed ? layerTypes : undefined };
 }
 
 /**
