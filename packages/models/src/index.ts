@@ -22,3 +22,5 @@ export * from './tokenizer.js';
 export * from './families/mamba.js';
 export * from './mamba-lm.js';
 export * from './mamba-presets.js';
+export * from './hybrid-lm.js';
+export * from './families/hybrid.js';

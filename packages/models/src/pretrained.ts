@@ -9,6 +9,8 @@ import type { CausalLMConfig } from './config.js';
 import { configFromHF } from './families/index.js';
 import { mambaConfigFromHF, type MambaConfig } from './families/mamba.js';
 import { MambaLM } from './mamba-lm.js';
+import { HYBRID_MODEL_TYPES, hybridConfigFromHF } from './families/hybrid.js';
+import { HybridLM, type HybridLMConfig } from './hybrid-lm.js';
 import { loadTokenizer } from './tokenizer.js';
 
 /**
@@ -28,6 +30,8 @@ export interface FromPretrainedOptions extends OpenCheckpointOptions {
   config?: (config: CausalLMConfig) => CausalLMConfig;
   /** Edits the config of a `mamba` / `falcon_mamba` checkpoint before the model is built. */
   mambaConfig?: (config: MambaConfig) => MambaConfig;
+  /** Edits the config of a hybrid checkpoint (`jamba`, …) before the model is built. */
+  hybridConfig?: (config: HybridLMConfig) => HybridLMConfig;
   /**
    * Whether to load the folder's `tokenizer.json` (when it has one) as {@link CausalLM.tokenizer}, so that
    * `generate` accepts text. Default true; a folder without one simply gives a model without a tokenizer.
@@ -36,19 +40,20 @@ export interface FromPretrainedOptions extends OpenCheckpointOptions {
 }
 
 /**
- * What {@link fromPretrained} returns: a transformer {@link CausalLM}, or a {@link MambaLM} for `mamba` and
- * `falcon_mamba` checkpoints. Both have `forward`, `forwardLast`, `createCache`, `generate`, `stream`, `config`,
- * `tokenizer` and `dispose`; narrow with `instanceof` for the rest.
+ * What {@link fromPretrained} returns: a transformer {@link CausalLM}, a {@link MambaLM} for `mamba` and
+ * `falcon_mamba` checkpoints, or a {@link HybridLM} for the hybrid families (`jamba`, …). All have `forward`,
+ * `forwardLast`, `createCache`, `generate`, `stream`, `config`, `tokenizer` and `dispose`; narrow with
+ * `instanceof` for the rest.
  *
  * @example
  * ```ts
- * import { CausalLM, type PretrainedLM } from '@slmkit/models';
+ * import { CausalLM, HybridLM, type PretrainedLM } from '@slmkit/models';
  * function layers(m: PretrainedLM): number {
- *   return m instanceof CausalLM ? m.model.layers.length : m.layers.length;
+ *   return m instanceof CausalLM || m instanceof HybridLM ? m.model.layers.length : m.layers.length;
  * }
  * ```
  */
-export type PretrainedLM = CausalLM | MambaLM;
+export type PretrainedLM = CausalLM | MambaLM | HybridLM;
 
 /**
  * Loads a causal language model from a Hugging Face checkpoint: reads `config.json`, maps it by `model_type`
@@ -80,8 +85,12 @@ export type PretrainedLM = CausalLM | MambaLM;
  */
 export async function fromPretrained(location: string | URL, options: FromPretrainedOptions = {}): Promise<PretrainedLM> {
   const json = await readConfigJson(location, options);
-  let build: () => CausalLM | MambaLM;
-  if (json != null && typeof json === 'object' && (json.model_type === 'mamba' || json.model_type === 'falcon_mamba')) {
+  let build: () => PretrainedLM;
+  if (json != null && typeof json === 'object' && HYBRID_MODEL_TYPES.includes(json.model_type as string)) {
+    let config = hybridConfigFromHF(json);
+    if (options.hybridConfig != null) config = options.hybridConfig(config);
+    build = () => new HybridLM(config);
+  } else if (json != null && typeof json === 'object' && (json.model_type === 'mamba' || json.model_type === 'falcon_mamba')) {
     let config = mambaConfigFromHF(json);
     if (options.mambaConfig != null) config = options.mambaConfig(config);
     build = () => new MambaLM(config);

@@ -1,0 +1,202 @@
+/**
+ * `HybridModel`: the body of a hybrid language model built from a {@link HybridSpec}: embeddings, the layers, the
+ * final norm, and the caches they decode through.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { KVCache, SlidingWindowCache, type AttentionImplementation } from '@slmkit/attention';
+import { ConfigError, Embedding, Module, RMSNorm, RotaryEmbedding, ShapeError } from '@slmkit/core';
+import { SsmState, type SelectiveScanOptions } from '@slmkit/ssm';
+import { HybridCache, type HybridLayerState } from './cache.js';
+import { HybridLayer, type LayerContext } from './layer.js';
+import { validateHybridSpec, type HybridSpec } from './spec.js';
+
+/**
+ * Per-call options of {@link HybridModel.forward} (and of the language model around it).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { HybridForwardOptions } from '@slmkit/hybrid';
+ * const options: HybridForwardOptions = { attentionMask: tf.tensor2d([[0, 1, 1]]), scanImplementation: 'naive' };
+ * ```
+ */
+export interface HybridForwardOptions {
+  /** The caches to continue from and update (from `createCache()`); without one the call is stateless. */
+  cache?: HybridCache;
+  /** `[B, S]`, 1 for a real token and 0 for padding, over the positions so far (S ≥ T; the last T are the new ones). */
+  attentionMask?: tf.Tensor2D;
+  /** Accepted for API compatibility with `CausalLM`; positions are the slot positions. */
+  positions?: number[][];
+  /** The attention kernel (`auto` by default). */
+  implementation?: AttentionImplementation;
+  /** The selective scan's implementation (`auto` by default). */
+  scanImplementation?: SelectiveScanOptions['implementation'];
+}
+
+/** A layer as the model runs it. */
+type StackLayer = Module & { forward(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D };
+
+/**
+ * The body of a hybrid model (registered as `model` by the language model): `embed_tokens`, `layers.<i>` and
+ * `final_layernorm`, with the Hugging Face names of Jamba, Zamba and Hymba. One rotary embedding, when the spec has
+ * one, serves every attention layer.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { HybridModel, type HybridSpec } from '@slmkit/hybrid';
+ * const spec: HybridSpec = {
+ *   vocabSize: 64, hiddenSize: 16, normEps: 1e-6, tieWordEmbeddings: true,
+ *   attention: { numHeads: 2, numKVHeads: 1, headDim: 8, rotary: null },
+ *   mamba: { intermediateSize: 32, stateSize: 4, convKernel: 4, timeStepRank: 2 },
+ *   mlp: { intermediateSize: 32 },
+ *   layers: [{ mixer: 'mamba', feedForward: 'dense' }, { mixer: 'attention', feedForward: 'dense' }],
+ * };
+ * const body = new HybridModel(spec);
+ * const cache = body.createCache();
+ * const ids = tf.tensor2d([[1, 2, 3]], undefined, 'int32');
+ * const hidden = body.forward(ids, { cache }); // [1, 3, 16]
+ * console.log(hidden.shape, cache.length); // [1, 3, 16] 3
+ * tf.dispose([ids, hidden]);
+ * cache.dispose();
+ * body.dispose();
+ * ```
+ */
+export class HybridModel extends Module {
+  /** The spec it was built from (frozen). */
+  readonly spec: Readonly<HybridSpec>;
+  /** `embed_tokens`. */
+  readonly embedTokens: Embedding;
+  /** `layers.<i>`. */
+  readonly layers: readonly StackLayer[];
+  /** `final_layernorm`. */
+  readonly finalNorm: RMSNorm;
+  /** The rotary embedding of the attention layers; undefined without one. */
+  readonly rotary: RotaryEmbedding | undefined;
+  private readonly kvProducers: ReadonlySet<number>;
+
+  /**
+   * @param spec - the stack; validated here ({@link validateHybridSpec}).
+   * @throws `ConfigError` naming the first invalid field.
+   */
+  constructor(spec: HybridSpec) {
+    super();
+    validateHybridSpec(spec);
+    this.spec = Object.freeze(structuredClone(spec));
+    const rotaryConfig = spec.attention?.rotary;
+    this.rotary = rotaryConfig == null ? undefined : new RotaryEmbedding(rotaryConfig);
+    this.embedTokens = this.registerModule('embed_tokens', new Embedding(spec.vocabSize, spec.hiddenSize));
+    const layers = new LayerList(spec.layers.map((_, i) => new HybridLayer(this.spec, i, { rotary: this.rotary })));
+    this.registerModule('layers', layers);
+    this.layers = layers.items;
+    this.finalNorm = this.registerModule('final_layernorm', new RMSNorm(spec.hiddenSize, { eps: spec.normEps }));
+    this.kvProducers = new Set(spec.layers.flatMap((l) => (l.kvFrom == null ? [] : [l.kvFrom])));
+  }
+
+  /**
+   * New, empty caches for this stack: per layer a `KVCache` (or a `SlidingWindowCache` that keeps the meta tokens
+   * and the window) for its own attention, an `SsmState` for its SSM. The caller owns it.
+   *
+   * @example
+   * ```ts
+   * import { HybridModel } from '@slmkit/hybrid';
+   * const body = new HybridModel({
+   *   vocabSize: 32, hiddenSize: 16, normEps: 1e-6, tieWordEmbeddings: true,
+   *   mamba: { intermediateSize: 32, stateSize: 4, convKernel: 4, timeStepRank: 2 },
+   *   layers: [{ mixer: 'mamba', feedForward: 'none' }],
+   * });
+   * const cache = body.createCache();
+   * console.log(cache.layers[0].ssm != null); // true
+   * cache.dispose();
+   * body.dispose();
+   * ```
+   */
+  createCache(): HybridCache {
+    const spec = this.spec;
+    const M = spec.metaTokens ?? 0;
+    const window = spec.attention?.slidingWindow ?? null;
+    return new HybridCache(
+      spec.layers.map((layer): HybridLayerState => {
+        const state: HybridLayerState = {};
+        if (layer.mixer === 'mamba' || layer.mixer === 'hymba') state.ssm = new SsmState();
+        const windowed = layer.mixer === 'sliding-attention' || layer.window === true;
+        if (layer.mixer !== 'mamba' && layer.kvFrom == null) {
+          state.attention = windowed ? new SlidingWindowCache(window!, { prefixLength: M }) : new KVCache();
+        }
+        if (layer.sharedBlock != null) state.shared = new KVCache();
+        return state;
+      }),
+    );
+  }
+
+  /**
+   * @param ids - int32 `[B, T]`, every id in `[0, vocabSize)`.
+   * @param options - a cache, a padding mask, kernels; see {@link HybridForwardOptions}.
+   * @returns the final hidden states `[B, T, D]` after the final norm; the caller owns them. With a cache, the cache
+   *   now holds these positions too.
+   * @throws `ShapeError` for ids of the wrong rank or dtype or a mask of the wrong shape; `ConfigError` for a cache
+   *   of another model or a disposed one.
+   */
+  forward(ids: tf.Tensor2D, options: HybridForwardOptions = {}): tf.Tensor3D {
+    if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32' || ids.size === 0) {
+      const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
+      throw new ShapeError(`HybridModel: ids must be an int32 tensor [B, T] with B, T >= 1, found ${found}`, { field: 'ids', expected: 'int32 [B, T]', found });
+    }
+    const [B, T] = ids.shape;
+    const { cache, attentionMask } = options;
+    if (cache != null && (!(cache instanceof HybridCache) || cache.layers.length !== this.layers.length || cache.isDisposed)) {
+      throw new ConfigError(`HybridModel: cache must be a live HybridCache of ${this.layers.length} layers (from createCache())`, {
+        field: 'cache',
+        expected: `a HybridCache of ${this.layers.length} layers`,
+        found: cache instanceof HybridCache ? `${cache.layers.length} layers${cache.isDisposed ? ', disposed' : ''}` : typeof cache,
+      });
+    }
+    const offset = cache?.length ?? 0;
+    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== offset + T)) {
+      throw new ShapeError(`HybridModel: attentionMask must be [${B}, ${offset + T}] (cached positions and new), found [${attentionMask.shape.join(', ')}]`, {
+        field: 'attentionMask',
+        expected: [B, offset + T],
+        found: attentionMask.shape.slice(),
+      });
+    }
+    const kv: LayerContext['kv'] = [];
+    try {
+      const hidden = tf.tidy(() => {
+        const rotaryTables = this.rotary?.cosSin({ offset, length: T });
+        let h = this.embedTokens.forward(ids) as tf.Tensor3D; // [B, T, D]
+        const embeddings = h;
+        this.layers.forEach((layer, i) => {
+          h = layer.forward(h, {
+            offset,
+            state: cache?.layers[i],
+            rotaryTables,
+            attentionMask,
+            kv,
+            kvProducers: this.kvProducers,
+            embeddings,
+            attentionImplementation: options.implementation,
+            scanImplementation: options.scanImplementation,
+          }); // [B, T, D]
+        });
+        return this.finalNorm.forward(h) as tf.Tensor3D; // [B, T, D]
+      });
+      cache?.advance(T);
+      return hidden;
+    } finally {
+      for (const shared of kv) if (shared != null) tf.dispose([shared.keys, shared.values]);
+    }
+  }
+}
+
+/** `layers.<i>` as a registered list. */
+class LayerList extends Module {
+  readonly items: readonly StackLayer[];
+
+  constructor(items: StackLayer[]) {
+    super();
+    this.items = items;
+    items.forEach((item, i) => this.registerModule(String(i), item));
+  }
+}
