@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 export * from './ops/selective-scan.js';
+export * from './ops/ssd-scan.js';
 export * from './state.js';
 export * from './layers/causal-conv1d.js';
 export * from './layers/mamba-mixer.js';

@@ -126,11 +126,15 @@ export function naiveSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): tf
   });
 }
 
-/** Pads axis 1 of `x` with zeros up to `length`. */
+/**
+ * Pads axis 1 of `x` with zeros up to `length`. Slices and pads here stay at rank ≤ 3: the webgpu backend's
+ * gradient of a rank-5 slice (a rank-5 pad) is wrong in tfjs 4.22.
+ */
 function padTime(x: tf.Tensor, length: number): tf.Tensor {
-  const extra = length - x.shape[1]!;
-  if (extra === 0) return x;
-  return tf.pad(x, x.shape.map((_, i) => (i === 1 ? [0, extra] : [0, 0])) as [number, number][]);
+  const [Bt, L, ...rest] = x.shape;
+  if (length === L) return x;
+  const flat = tf.reshape(x, [Bt, L, rest.reduce((a, b) => a * b, 1)]); // [B, L, ·]
+  return tf.reshape(tf.pad(flat, [[0, 0], [0, length - L], [0, 0]]), [Bt, length, ...rest]); // [B, length, …]
 }
 
 /**
@@ -160,25 +164,31 @@ export function chunkedSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): 
     const Bc = tf.reshape(byChunk(inputs.B), [Bt * G * nc, Q, N]); // [B·G·nc, Q, N]
     const Cc = tf.reshape(byChunk(inputs.C), [Bt * G * nc, Q, N]); // [B·G·nc, Q, N]
 
-    // Every cumulative sum runs along the last axis of a tensor of rank ≤ 3: tfjs's cumsum gradient transposes
-    // wrongly along another axis, and the webgpu backend has no cumsum above rank 4.
-    const aC = tf.transpose(tf.reshape(a, [Bt, nc, Q, H]), [0, 3, 1, 2]); // [B, H, nc, Q]
-    const aCum = tf.reshape(tf.cumsum(tf.reshape(aC, [Bt * H * nc, Q]), 1), [Bt, H, nc, Q]); // [B, H, nc, Q]
-    const aLast = tf.slice(aCum, [0, 0, 0, Q - 1], [Bt, H, nc, 1]); // [B, H, nc, 1]
-
-    // 1. Intra-chunk. Λ from a masked cumulative sum, not from differences of aCum (those lose precision when the
-    // decay is large).
-    // segT[s, t] = Σ_{s<k≤t} a_k: a cumulative sum over k of a_k·[k > s]; then Λ[t, s] = exp(segT[s, t]) for s ≤ t.
+    // Cumulative sums over time as products with a triangular matrix U (U[k, t] = 1 for k ≤ t), not tf.cumsum:
+    // the webgpu backend's reverse cumsum (cumsum's gradient) caches one shader for every length (tfjs 4.22), and
+    // its gradient along an inner axis is transposed wrongly.
+    const M = Bt * H * nc;
+    const upper = new Float32Array(Q * Q);
     const after = new Float32Array(Q * Q);
     const causal = new Float32Array(Q * Q);
-    for (let t = 0; t < Q; t++) {
-      for (let s = 0; s < Q; s++) {
-        after[s * Q + t] = t > s ? 1 : 0;
-        causal[t * Q + s] = t >= s ? 0 : -Infinity;
+    for (let i = 0; i < Q; i++) {
+      for (let j = 0; j < Q; j++) {
+        upper[i * Q + j] = i <= j ? 1 : 0; // [k, t]
+        after[i * Q + j] = j > i ? 1 : 0; // [s, k]: k after s
+        causal[i * Q + j] = i >= j ? 0 : -Infinity; // [t, s]
       }
     }
-    const masked = tf.reshape(tf.mul(tf.reshape(aC, [Bt * H * nc, 1, Q]), tf.tensor2d(after, [Q, Q])), [Bt * H * nc, Q, Q]); // [B·H·nc, Q(s), Q(k)]
-    const seg = tf.transpose(tf.cumsum(masked, 2), [0, 2, 1]); // [B·H·nc, Q(t), Q(s)]
+    const U = tf.tensor2d(upper, [Q, Q]);
+    const aC = tf.transpose(tf.reshape(a, [Bt, nc, Q, H]), [0, 3, 1, 2]); // [B, H, nc, Q]
+    const aCumFlat = tf.matMul(tf.reshape(aC, [M, Q]), U); // [B·H·nc, Q]
+    const aCum = tf.reshape(aCumFlat, [Bt, H, nc, Q]); // [B, H, nc, Q]
+    const aLast = tf.reshape(tf.slice(aCumFlat, [0, Q - 1], [M, 1]), [Bt, H, nc, 1]); // [B, H, nc, 1]
+
+    // 1. Intra-chunk. Λ from a masked cumulative sum, not from differences of aCum (those lose precision when the
+    // decay is large): segT[s, t] = Σ_{s<k≤t} a_k = Σ_k a_k·[k > s]·U[k, t]; Λ[t, s] = exp(segT[s, t]) for s ≤ t.
+    const masked = tf.mul(tf.reshape(aC, [M, 1, Q]), tf.tensor2d(after, [Q, Q])); // [B·H·nc, Q(s), Q(k)]
+    const segT = tf.reshape(tf.matMul(tf.reshape(masked, [M * Q, Q]), U), [M, Q, Q]); // [B·H·nc, Q(s), Q(t)]
+    const seg = tf.transpose(segT, [0, 2, 1]); // [B·H·nc, Q(t), Q(s)]
     const Lambda = tf.exp(tf.add(seg, tf.tensor2d(causal, [Q, Q]))); // [B·H·nc, Q, Q]
     const CB = tf.reshape(tf.matMul(Cc, Bc, false, true), [Bt, G, 1, nc, Q, Q]); // [B, G, 1, nc, Q, Q]
     const W = tf.mul(tf.reshape(Lambda, [Bt, G, Hg, nc, Q, Q]), CB); // [B, G, H/G, nc, Q, Q]
@@ -190,7 +200,7 @@ export function chunkedSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): 
     const Xd = tf.mul(X, tf.reshape(toEnd, [Bt, G, Hg, nc, Q, 1])); // [B, G, H/G, nc, Q, P]
     const Xs = tf.reshape(tf.transpose(Xd, [0, 1, 3, 4, 2, 5]), [Bt * G * nc, Q, Hg * P]); // [B·G·nc, Q, H/G·P]
     const own = tf.matMul(Xs, Bc, true, false); // [B·G·nc, H/G·P, N]
-    const ownStates = tf.reshape(tf.transpose(tf.reshape(own, [Bt, G, nc, Hg, P, N]), [0, 2, 1, 3, 4, 5]), [Bt, nc, H, P, N]); // [B, nc, H, P, N]
+    const ownStates = tf.reshape(tf.transpose(tf.reshape(own, [Bt, G, nc, Hg, P, N]), [0, 2, 1, 3, 4, 5]), [Bt, nc, H * P * N]); // [B, nc, H·P·N]
 
     // 3. The recurrence over chunks.
     const chunkDecay = tf.exp(tf.reshape(aLast, [Bt, H, nc])); // [B, H, nc]
@@ -199,7 +209,7 @@ export function chunkedSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): 
     for (let c = 0; c < nc; c++) {
       before.push(S);
       const d = tf.reshape(tf.slice(chunkDecay, [0, 0, c], [Bt, H, 1]), [Bt, H, 1, 1]); // [B, H, 1, 1]
-      S = tf.add(tf.mul(d, S), tf.reshape(tf.slice(ownStates, [0, c, 0, 0, 0], [Bt, 1, H, P, N]), [Bt, H, P, N])); // [B, H, P, N]
+      S = tf.add(tf.mul(d, S), tf.reshape(tf.slice(ownStates, [0, c, 0], [Bt, 1, H * P * N]), [Bt, H, P, N])); // [B, H, P, N]
     }
 
     // 4. The state before each chunk, read by its outputs.
@@ -210,8 +220,9 @@ export function chunkedSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): 
     const yOff = tf.mul(tf.transpose(tf.reshape(CS, [Bt, G, nc, Q, Hg, P]), [0, 1, 4, 2, 3, 5]), fromStart); // [B, G, H/G, nc, Q, P]
 
     const yChunks = tf.add(tf.reshape(yDiag, [Bt, G, Hg, nc, Q, P]), yOff); // [B, G, H/G, nc, Q, P]
-    let y = tf.reshape(tf.transpose(yChunks, [0, 3, 4, 1, 2, 5]), [Bt, Lp, H, P]); // [B, Lp, H, P]
-    if (Lp !== L) y = tf.slice(y, [0, 0, 0, 0], [Bt, L, H, P]); // [B, L, H, P]
+    let y = tf.reshape(tf.transpose(yChunks, [0, 3, 4, 1, 2, 5]), [Bt, Lp, H * P]); // [B, Lp, H·P]
+    if (Lp !== L) y = tf.slice(y, [0, 0, 0], [Bt, L, H * P]); // [B, L, H·P]
+    y = tf.reshape(y, [Bt, L, H, P]); // [B, L, H, P]
     return finish(y, S, inputs, attrs);
   });
 }
