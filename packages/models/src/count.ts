@@ -8,8 +8,9 @@ import { ConfigError, checkPositiveInt } from '@slmkit/core';
 import type { CausalLMConfig, NormConfig } from './config.js';
 
 /**
- * The parameters of a {@link CausalLMConfig}, broken down by part. Every decoder layer has the same shape, so the
- * per-layer numbers hold for each of the `numLayers` layers.
+ * The parameters of a {@link CausalLMConfig}, broken down by part. The per-layer numbers hold for each of the
+ * `numLayers` layers, except in a mixture-of-experts model with dense layers between sparse ones (Qwen2-MoE's
+ * `mlp_only_layers`): there they describe a sparse layer and `layers` is the exact sum.
  *
  * @example
  * ```ts
@@ -27,7 +28,10 @@ export interface ParameterCount {
   perLayer: number;
   /** One layer's attention: q, k, v, o projections with their biases, and q/k norms. */
   attentionPerLayer: number;
-  /** One layer's MLP: gate, up and down (gated) or fc1 and fc2 (plain), with their biases. */
+  /**
+   * One layer's MLP: gate, up and down (gated) or fc1 and fc2 (plain), with their biases; in a mixture-of-experts
+   * model, a sparse layer's router, routed experts and shared expert.
+   */
   mlpPerLayer: number;
   /** One layer's norms: two, or one with a parallel residual. */
   normsPerLayer: number;
@@ -39,6 +43,13 @@ export interface ParameterCount {
   lmHead: number;
   /** `total - embedding - lmHead`: the usual "non-embedding" size used in scaling laws. */
   nonEmbedding: number;
+  /**
+   * The parameters one token uses: `total` less the routed experts it is not sent to (`E − k` of `E` in every
+   * sparse layer). Equal to `total` for a dense model.
+   */
+  active: number;
+  /** The routed experts of every sparse layer together (0 for a dense model). */
+  routedExperts: number;
 }
 
 /** Parameters of one norm over `width` features. LayerNorm has a bias unless told otherwise. */
@@ -48,8 +59,9 @@ function normParameters(norm: NormConfig, width: number): number {
 
 /**
  * Counts the parameters of a model from its config's shapes: embeddings, per-layer attention (fused or not, the
- * same numbers), q/k norms, a gated or plain MLP with or without biases, the norms with or without bias, the final
- * norm, and the LM head unless tied (plus its bias). Never looked up from a table, so it also sizes a custom config
+ * same numbers), q/k norms, a gated or plain MLP with or without biases, or a sparse mixture of experts (router,
+ * routed experts, shared expert and its gate) with the parameters active per token, the norms with or without
+ * bias, the final norm, and the LM head unless tied (plus its bias). Never looked up from a table, so it also sizes a custom config
  * before anything is allocated.
  *
  * Fused `qkv_proj` / `gate_up_proj` change names, not counts: `[H + 2·KV]·headDim × D` is the sum of the separate
@@ -90,14 +102,30 @@ export function countParameters(config: CausalLMConfig): ParameterCount {
     attention += perFeature * (qWidth + kvWidth);
   }
 
-  const mlp =
+  const denseMlp =
     config.mlp === 'gated'
       ? 3 * D * I + (config.mlpBias ? 2 * I + D : 0) // gate, up: D -> I; down: I -> D
       : 2 * D * I + (config.mlpBias ? I + D : 0); // fc1: D -> I; fc2: I -> D
 
+  // A sparse layer: the router (D -> E), E SwiGLU experts of width Ie, and a shared expert with its D -> 1 gate.
+  const moe = config.moe ?? null;
+  let sparseLayers = 0;
+  let expertsPerLayer = 0;
+  let sparseMlp = denseMlp;
+  if (moe != null) {
+    for (const field of ['numExperts', 'topK', 'expertIntermediateSize'] as const) checkPositiveInt(owner, `moe.${field}`, moe[field]);
+    expertsPerLayer = moe.numExperts * 3 * D * moe.expertIntermediateSize;
+    const shared = moe.sharedExpertIntermediateSize == null ? 0 : 3 * D * moe.sharedExpertIntermediateSize + D;
+    sparseMlp = D * moe.numExperts + expertsPerLayer + shared;
+    sparseLayers = moe.sparseLayers?.length ?? config.numLayers;
+  }
+  const mlp = moe != null ? sparseMlp : denseMlp;
+
   const norms = (config.parallelResidual ? 1 : 2) * normParameters(config.norm, D);
   const perLayer = attention + mlp + norms;
-  const layers = perLayer * config.numLayers;
+  const layers = (attention + norms) * config.numLayers + sparseMlp * sparseLayers + denseMlp * (config.numLayers - sparseLayers);
+  const routedExperts = expertsPerLayer * sparseLayers;
+  const unused = moe == null ? 0 : (routedExperts / moe.numExperts) * (moe.numExperts - moe.topK);
   const embedding = V * D;
   const finalNorm = normParameters(config.norm, D);
   const lmHead = (config.tieWordEmbeddings ? 0 : V * D) + (config.lmHeadBias ? V : 0);
@@ -113,5 +141,7 @@ export function countParameters(config: CausalLMConfig): ParameterCount {
     finalNorm,
     lmHead,
     nonEmbedding: total - embedding - lmHead,
+    active: total - unused,
+    routedExperts,
   };
 }

@@ -86,6 +86,13 @@ const PHI_3_MINI_4K = {
   pad_token_id: 32000,
 };
 
+const MIXTRAL_8X7B = {
+  model_type: 'mixtral', vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+  num_attention_heads: 32, num_key_value_heads: 8, hidden_act: 'silu', max_position_embeddings: 32768,
+  rms_norm_eps: 1e-5, rope_theta: 1000000, sliding_window: null, num_local_experts: 8, num_experts_per_tok: 2,
+  router_aux_loss_coef: 0.02, router_jitter_noise: 0, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2,
+};
+
 /**
  * TinyLlama 1.1B (`TinyLlama/TinyLlama-1.1B-Chat-v1.0`): Llama 2 layout, GQA 32 q / 4 kv heads, 2k context.
  * 1,100,048,384 parameters.
@@ -261,6 +268,22 @@ export function phi3mini4k(): CausalLMConfig {
 }
 
 /**
+ * Mixtral 8x7B (`mistralai/Mixtral-8x7B-v0.1`): Mistral 7B's attention (GQA 32 q / 8 kv heads, no sliding window,
+ * rope theta 1e6) with a sparse mixture of 8 SwiGLU experts of width 14336 in each of its 32 layers, 2 per token.
+ * 46,702,792,704 parameters, of which 12,879,925,248 are active per token.
+ *
+ * @example
+ * ```ts
+ * import { countParameters, mixtral8x7b } from '@slmkit/models';
+ * const { total, active } = countParameters(mixtral8x7b());
+ * console.log(total, active); // 46702792704 12879925248
+ * ```
+ */
+export function mixtral8x7b(): CausalLMConfig {
+  return fromHF(MIXTRAL_8X7B);
+}
+
+/**
  * The name of a preset in {@link PRESETS}; the same names as the entries of
  * `@slmkit/fixtures/specs/param-counts.json`.
  *
@@ -282,7 +305,8 @@ export type PresetName =
   | 'gemma-2b'
   | 'phi-1.5'
   | 'phi-2'
-  | 'phi-3-mini-4k';
+  | 'phi-3-mini-4k'
+  | 'mixtral-8x7b';
 
 /**
  * Every preset by name; each value makes a fresh {@link CausalLMConfig}. Frozen, so a typo cannot replace one.
@@ -308,4 +332,5 @@ export const PRESETS: Readonly<Record<PresetName, () => CausalLMConfig>> = Objec
   'phi-1.5': phi1_5,
   'phi-2': phi2,
   'phi-3-mini-4k': phi3mini4k,
+  'mixtral-8x7b': mixtral8x7b,
 });

@@ -19,8 +19,8 @@ const spec = JSON.parse(readFileSync(join(FIXTURES_DIR, '..', 'specs', 'param-co
   SpecEntry
 >;
 
-// Later issues: Mixtral (MoE) and Mamba (SSM) are not CausalLMConfig transformers.
-const TRANSFORMERS = Object.keys(spec).filter((name) => !/^(mixtral|mamba)/.test(name));
+// Mamba (SSM) models are not CausalLMConfig transformers (their presets are in mamba-presets.ts).
+const TRANSFORMERS = Object.keys(spec).filter((name) => !/^mamba/.test(name));
 
 /**
  * The spec was generated from the shapes, so the fields that cannot change a parameter count carry
@@ -46,6 +46,7 @@ const PUBLISHED: Record<string, Record<string, unknown>> = {
   'phi-3-mini-4k': { sliding_window: 2047 },
   'phi-1.5': { bos_token_id: 50256, eos_token_id: 50256 },
   'phi-2': { bos_token_id: 50256, eos_token_id: 50256 },
+  'mixtral-8x7b': { max_position_embeddings: 32768, router_aux_loss_coef: 0.02 },
 };
 const NON_SHAPE_KEYS = new Set([
   'rms_norm_eps',
@@ -55,6 +56,7 @@ const NON_SHAPE_KEYS = new Set([
   'bos_token_id',
   'eos_token_id',
   'sliding_window',
+  'router_aux_loss_coef',
 ]);
 
 /** The fields a preset must share with a (published) HF config, mapped the way `transformers` reads them. */
@@ -108,7 +110,7 @@ function presetFields(p: CausalLMConfig) {
 
 describe('presets', () => {
   it('has one preset for every transformer entry of param-counts.json, and no other', () => {
-    expect(TRANSFORMERS.length).toBe(12);
+    expect(TRANSFORMERS.length).toBe(13);
     expect(Object.keys(PRESETS).sort()).toEqual([...TRANSFORMERS].sort());
   });
 
@@ -125,6 +127,9 @@ describe('presets', () => {
 
     it('counts exactly the parameters transformers counted', () => {
       expect(countParameters(make()).total).toBe(entry.params);
+      // Mixture of experts: the parameters one token uses, as the spec lists them.
+      const active = (entry as SpecEntry & { active_params_per_token?: number }).active_params_per_token ?? entry.params;
+      expect(countParameters(make()).active).toBe(active);
     });
 
     it('agrees with the spec config on every shape field', () => {
