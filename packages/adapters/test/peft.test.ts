@@ -135,7 +135,7 @@ describe('PEFT adapters in and out', () => {
     };
     const fetchFn = (async (input: URL | RequestInfo) => {
       const body = files[new URL(String(input)).pathname];
-      return body == null ? new Response('no', { status: 404 }) : new Response(body);
+      return body == null ? new Response('no', { status: 404 }) : new Response(new Uint8Array(body));
     }) as typeof fetch;
     const layers = await loadAdapter(model, new URL('https://example.test/a'), { name: 'from_url', fetch: fetchFn });
     expect(layers).toHaveLength(14);
