@@ -9,10 +9,11 @@ import { cases as linear } from './linear.js';
 import { cases as linearLayout } from './linear-layout.js';
 import { cases as mlp } from './mlp.js';
 import { cases as model } from './model.js';
+import { cases as moe } from './moe.js';
 import { cases as norm } from './norm.js';
 import { cases as rotary } from './rotary.js';
 import { cases as ssm } from './ssm.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...moe, ...model];
 checkUniqueIds(allCases);
