@@ -2,7 +2,7 @@
 // grid of shapes and options, on every backend under test; the single-step update against the scan.
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, ShapeError, initBackend, type BackendName } from '@slmkit/core';
+import { BackendError, ConfigError, ShapeError, initBackend, type BackendName } from '@slmkit/core';
 import { hasFusedSelectiveScan, selectiveScan, selectiveScanLastRun, selectiveStateUpdate } from '../src/index.js';
 import { setScanSimd } from '../src/ops/wasm/scan-simd.js';
 import { SCAN_GRAD_KERNEL, scanGradientLastRun } from '../src/ops/kernels-cpu.js';
@@ -195,6 +195,25 @@ describe.each(RUNS)('selectiveScan on %s', (label, backend, simd) => {
     expect(tf.memory().numTensors).toBe(before);
     expect(tf.engine().backend.numDataIds()).toBe(buffers);
     tf.dispose(Object.values(x));
+  });
+});
+
+describe.runIf(BACKENDS.includes('webgpu'))('selectiveScan on webgpu beyond its state size', () => {
+  beforeAll(async () => {
+    await initBackend('webgpu');
+  });
+
+  it('throws a BackendError naming N for N > 256, forward and backward', () => {
+    const [u, delta] = [tf.ones([1, 1, 2]), tf.ones([1, 1, 2])];
+    const A = tf.fill([1, 257], -1);
+    const [B, C] = [tf.ones([1, 257, 2]), tf.ones([1, 257, 2])];
+    expect(() => selectiveScan(u, delta, A, B, C)).toThrow(BackendError);
+    expect(() => selectiveScan(u, delta, A, B, C)).toThrow(/N must be at most 256 .*found 257/);
+    const none = tf.zeros([0]);
+    const inputs = { u, delta, A, B, C, D: none, z: none, deltaBias: none, initialState: none, dy: u };
+    const attrs = { deltaSoftplus: false, returnLastState: false };
+    expect(() => tf.engine().runKernel(SCAN_GRAD_KERNEL, inputs, attrs)).toThrow(/N must be at most 256 .*found 257/);
+    tf.dispose([u, delta, A, B, C, none]);
   });
 });
 

@@ -10,8 +10,13 @@
  * a copy program, and the scan binds at most eight: the output, `u`, `delta`, `A`, `B`, `C`, the packed buffer and
  * `z`.
  *
- * Its gradient is the shared one (see `kernels-cpu.ts`): on `webgpu` that recomputes through the naive scan, as
- * there is no WGSL backward kernel yet.
+ * The backward kernel (`SlmkitSelectiveScanGrad`, which the shared gradient of `kernels-cpu.ts` runs) has the same
+ * lanes: each recomputes its states forward into its stretch of the output, walks back through time and writes its
+ * terms of every gradient; lanes of one channel meet in workgroup memory to sum `du` and `ddelta` over the state,
+ * and the sums over channels and batch rows are the backend's `Sum` kernel. It binds `A` in the packed buffer and
+ * `dy` in its place. Memory beyond the inputs and gradients: `B·D·N·(2L + 2) + B·D·(3L + 1)` floats, O(B·D·N·L).
+ *
+ * Both kernels take state sizes N ≤ 256 (one workgroup holds a channel's N lanes) and throw a `BackendError` above.
  *
  * @module
  */

@@ -11,7 +11,7 @@ import { registerWebGPUKernel } from './kernel-webgpu.js';
 import { naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 
 registerCpuKernels();
-// The WGSL forward kernel; its gradient is the shared one (the naive scan recomputed, see kernels-cpu.ts).
+// The WGSL forward and backward kernels (the gradient is the shared one of kernels-cpu.ts, which runs the backward).
 registerWebGPUKernel();
 
 const scanOp = defineFusedOp<ScanKernelInputs, ScanKernelAttrs>({ kernelName: SCAN_KERNEL, naive: naiveSelectiveScan });
@@ -128,8 +128,9 @@ function kernelInputs(u: tf.Tensor, delta: tf.Tensor, A: tf.Tensor, B: tf.Tensor
  * It runs a fused kernel where the backend has one (`cpu`, `wasm`: WebAssembly SIMD, four states per instruction;
  * `webgpu`: a WGSL kernel, sequential over time and parallel over batch × channel × state) and the naive tfjs-ops
  * version otherwise, warning once; {@link selectiveScanLastRun} says which ran. Gradients reach every input,
- * `initialState` included: on `cpu` and `wasm` a backward kernel recomputes the states instead of recording a graph;
- * on `webgpu` (no WGSL backward kernel yet) the forward is fused and the gradient recomputes through the naive scan.
+ * `initialState` included, from a backward kernel that recomputes the states instead of recording a graph of L
+ * steps: typed arrays on `cpu` and `wasm`, WGSL on `webgpu` (memory O(B·D·N·L) there). On `webgpu` the state size
+ * N is at most 256.
  *
  * @returns `y` `[B, D, L]`; with `returnLastState`, `{ y, lastState }`. The caller owns them.
  * @throws {@link @slmkit/core!ShapeError | ShapeError} naming the input whose dtype or shape is wrong;
