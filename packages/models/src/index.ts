@@ -24,3 +24,5 @@ export * from './mamba-lm.js';
 export * from './mamba-presets.js';
 export * from './hybrid-lm.js';
 export * from './families/hybrid.js';
+export * from './families/mamba2.js';
+export * from './mamba2-lm.js';

@@ -30,13 +30,13 @@ import { ModuleList } from './layers/module-list.js';
  * model.dispose();
  * ```
  */
-export class MambaCache {
-  /** One state per layer. */
-  readonly layers: readonly SsmState[];
+export class MambaCache<S extends tf.Tensor = tf.Tensor3D> {
+  /** One state per layer (`S`: the recurrent state's type, `[B, D, N]` for Mamba-1, `[B, H, P, N]` for Mamba-2). */
+  readonly layers: readonly SsmState<S>[];
 
   /** @param numLayers - how many layers (a positive integer). */
   constructor(numLayers: number) {
-    this.layers = Object.freeze(Array.from({ length: numLayers }, () => new SsmState()));
+    this.layers = Object.freeze(Array.from({ length: numLayers }, () => new SsmState<S>()));
   }
 
   /** Positions seen so far. */
@@ -55,8 +55,8 @@ export class MambaCache {
   }
 
   /** An independent copy; dispose it separately. */
-  clone(): MambaCache {
-    const copy = new MambaCache(this.layers.length);
+  clone(): MambaCache<S> {
+    const copy = new MambaCache<S>(this.layers.length);
     this.layers.forEach((l, i) => {
       if (l.conv != null && l.ssm != null) copy.layers[i].set(l.conv.clone(), l.ssm.clone(), l.length);
     });

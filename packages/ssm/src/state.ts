@@ -24,9 +24,9 @@ import { ConfigError } from '@slmkit/core';
  * state.dispose();
  * ```
  */
-export class SsmState {
+export class SsmState<S extends tf.Tensor = tf.Tensor3D> {
   private convState: tf.Tensor3D | undefined;
-  private ssmState: tf.Tensor3D | undefined;
+  private ssmState: S | undefined;
   private seen = 0;
   private disposed = false;
 
@@ -35,8 +35,11 @@ export class SsmState {
     return this.convState;
   }
 
-  /** The recurrent state of the scan, `[B, D, N]`; undefined when empty. */
-  get ssm(): tf.Tensor3D | undefined {
+  /**
+   * The recurrent state of the scan, `[B, D, N]` for a {@link MambaMixer} (`[B, H, P, N]` for a
+   * {@link Mamba2Mixer}, whose state type is `SsmState<tf.Tensor4D>`); undefined when empty.
+   */
+  get ssm(): S | undefined {
     return this.ssmState;
   }
 
@@ -59,18 +62,19 @@ export class SsmState {
    * Replaces the tensors (taking ownership of the new ones, disposing the old ones) and sets the length. What a
    * mixer's forward calls; also how a saved state is restored.
    *
-   * @throws {@link @slmkit/core!ConfigError | ConfigError} when the state was disposed or the shapes disagree on the batch or width.
+   * @throws {@link @slmkit/core!ConfigError | ConfigError} when the state was disposed or the shapes disagree on the batch or
+   *   (for a rank-3 `[B, D, N]` state) the width.
    */
-  set(conv: tf.Tensor3D, ssm: tf.Tensor3D, length: number): void {
+  set(conv: tf.Tensor3D, ssm: S, length: number): void {
     if (this.disposed) throw new ConfigError('SsmState: the state was disposed', { field: 'state', expected: 'a live state', found: 'disposed' });
-    if (conv.shape[0] !== ssm.shape[0] || conv.shape[2] !== ssm.shape[1]) {
+    if (conv.shape[0] !== ssm.shape[0] || (ssm.rank === 3 && conv.shape[2] !== ssm.shape[1])) {
       throw new ConfigError(`SsmState: conv [B, K-1, D] and ssm [B, D, N] disagree: [${conv.shape.join(', ')}] vs [${ssm.shape.join(', ')}]`, {
         field: 'state',
         expected: 'the same B and D',
         found: [conv.shape.slice(), ssm.shape.slice()],
       });
     }
-    const old = [this.convState, this.ssmState].filter((t): t is tf.Tensor3D => t != null && t !== conv && t !== ssm);
+    const old = ([this.convState, this.ssmState] as (tf.Tensor | undefined)[]).filter((t): t is tf.Tensor => t != null && t !== conv && t !== ssm);
     this.convState = tf.keep(conv);
     this.ssmState = tf.keep(ssm);
     this.seen = length;
@@ -78,15 +82,15 @@ export class SsmState {
   }
 
   /** An independent copy; dispose it separately. */
-  clone(): SsmState {
-    const copy = new SsmState();
+  clone(): SsmState<S> {
+    const copy = new SsmState<S>();
     if (this.convState != null && this.ssmState != null) copy.set(this.convState.clone(), this.ssmState.clone(), this.seen);
     return copy;
   }
 
   /** Frees the tensors. Safe to call twice. */
   dispose(): void {
-    tf.dispose([this.convState, this.ssmState].filter((t): t is tf.Tensor3D => t != null));
+    tf.dispose(([this.convState, this.ssmState] as (tf.Tensor | undefined)[]).filter((t): t is tf.Tensor => t != null));
     this.convState = undefined;
     this.ssmState = undefined;
     this.disposed = true;
