@@ -126,8 +126,8 @@ export class Embedding extends Module {
     if (this.checkIds && ids.size > 0) this.checkRange(ids.shape, this.readIdsSync(ids));
     return tf.tidy(() => {
       // Gathering from a 1-D index list keeps every backend on its simplest GatherV2 path.
-      const flat = tf.reshape(ids, [ids.size]); // [N]
-      const columns = tf.gather(this.weight, flat, 1); // [dim, N]
+      const flat = tf.reshape(ids, [ids.size]) as tf.Tensor1D; // [N]
+      const columns = gatherColumns(this.weight, flat); // [dim, N]
       return tf.reshape(tf.transpose(columns), [...ids.shape, this.dim]); // [N, dim] -> [..., dim]
     });
   }
@@ -259,4 +259,24 @@ function unravel(i: number, shape: number[]): number[] {
     i = Math.floor(i / shape[d]);
   }
   return out;
+}
+
+/**
+ * `table[:, ids]`, `[dim, num]` and int32 `[N]` to `[dim, N]`, with a gradient that scatters the columns back,
+ * summing repeated ids. tfjs's own `gather` gradient needs `UnsortedSegmentSum`, which tfjs-backend-wasm lacks;
+ * `ScatterNd` (which sums duplicates) runs everywhere, so embeddings train on wasm too.
+ */
+function gatherColumns(table: tf.Tensor, ids: tf.Tensor1D): tf.Tensor2D {
+  const [dim, num] = table.shape as [number, number];
+  const op = tf.customGrad(((w: tf.Tensor, idx: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([idx]);
+    return {
+      value: tf.gather(w, idx, 1), // [dim, N]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+        tf.transpose(tf.scatterND(tf.expandDims(saved[0], 1), tf.transpose(dy), [num, dim])), // [N, dim] → [num, dim] → [dim, num]
+        tf.zerosLike(saved[0]),
+      ],
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (w: tf.Tensor, idx: tf.Tensor) => tf.Tensor2D;
+  return op(table, ids);
 }

@@ -272,4 +272,29 @@ describe('Embedding', () => {
     });
     expectBackendsAgree(out);
   });
+
+  it('has the gradient of a one-hot matmul, repeated ids summed, on every backend (wasm has no UnsortedSegmentSum)', async () => {
+    const ids = [3, 1, 3, 0, 3, num - 1]; // id 3 three times
+    const weights = randn(ids.length * dim, 46);
+    const out = await onEveryBackend(async () => {
+      const e = await embeddingWith();
+      const t = tf.tensor2d(ids, [2, 3], 'int32');
+      const w = tf.tensor3d(weights, [2, 3, dim]);
+      const loss = () => tf.sum(tf.mul(e.forward(t), w)) as tf.Scalar;
+      const { value, grads } = tf.variableGrads(loss, [e.weight]);
+      value.dispose();
+      const g = await take(grads[e.weight.name]); // [dim, num], the stored layout
+      // Reference: d/dW of sum(onehot(ids) · Wᵀ · w) is, per id, the weight row added to its column.
+      const ref = new Float64Array(dim * num);
+      ids.forEach((id, n) => {
+        for (let c = 0; c < dim; c++) ref[c * num + id] += weights[n * dim + c];
+      });
+      expectClose(g, Array.from(ref), 1e-5);
+      tf.dispose([t, w]);
+      e.dispose();
+      return g;
+    });
+    expectBackendsAgree(out);
+  });
 });
+
