@@ -1,6 +1,7 @@
 /**
  * The page: pick a backend (WebGPU, else wasm, and say so), load a Hugging Face checkpoint over HTTP, run a forward
- * pass and a greedy generation, time a few blocks, and show it all as tables and a chart. Everything measured is
+ * pass and a greedy generation, time a few blocks, train a LoRA for a few steps, and show it all as tables and a
+ * chart. Everything measured is
  * also published on `window.__slmkit` (see `PageResults`).
  *
  * `?backend=wasm` (or `webgpu`, `cpu`) forces a backend; `?warmup=2&repeats=5` set the benchmark's runs.
@@ -11,6 +12,7 @@ import { CausalLM, countParameters, fromPretrained } from '@slmkit/models';
 import { chooseBackend } from './backend.js';
 import { benchCases, runBench } from './bench.js';
 import { barChart } from './chart.js';
+import { loraFineTune } from './lora.js';
 import type { BenchRow, PageResults } from './results.js';
 
 const results: PageResults = { status: 'running', timings: {} };
@@ -162,6 +164,17 @@ async function run(): Promise<void> {
         [false, false, true, true, true],
       ),
       barChart(rows, `Median time per call on ${choice.info.name} (whiskers: fastest to slowest run)`),
+    );
+
+    // 5. A few LoRA fine-tuning steps on the prompt: only the adapter trains; it is removed afterwards.
+    const lora = await timed('lora', () => loraFineTune(model, ids));
+    results.lora = lora;
+    section('lora').append(
+      definitions([
+        ['adapter', `LoRA r=4, alpha 8 on ${lora.layers} layers (q_proj, v_proj): ${lora.trainable.toLocaleString('en-US')} trainable parameters, the base frozen`],
+        ['loss per step', lora.losses.map((l) => l.toFixed(4)).join(' → ')],
+        ['time', `${(lora.stepMs.reduce((a, b) => a + b, 0) / lora.stepMs.length).toFixed(0)} ms per step (Adam, next-token loss on the prompt)`],
+      ]),
     );
   } finally {
     model.dispose();

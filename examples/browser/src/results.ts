@@ -37,7 +37,9 @@ export interface PageResults {
   /** The tokens Hugging Face recorded for the same prompt (the folder's expected.json), when it has them. */
   expectedGenerated?: number[][];
   bench?: BenchRow[];
-  /** Milliseconds: backend start, model load, forward, generate, benchmark. */
+  /** A few LoRA fine-tuning steps after the benchmark (see `loraFineTune`). */
+  lora?: { losses: number[]; stepMs: number[]; layers: number; trainable: number; numTensors: { before: number; after: number } };
+  /** Milliseconds: backend start, model load, forward, generate, benchmark, LoRA steps. */
   timings?: Record<string, number>;
   error?: string;
 }

@@ -15,7 +15,8 @@ import { build, preview, type PreviewServer } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
 import { caseDir, loadCase } from '@slmkit/fixtures';
-import { fromPretrained } from '@slmkit/models';
+import { fromPretrained, type CausalLM } from '@slmkit/models';
+import { LORA_STEPS, loraFineTune } from '../src/lora.js';
 import type { PageResults } from '../src/results.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -49,6 +50,8 @@ interface Reference {
   logits: Float32Array;
   shape: number[];
   generated: number[][];
+  /** The losses of the page's LoRA steps, computed in Node. */
+  loraLosses: number[];
 }
 
 /** What Node's cpu backend computes for the page's model and input. */
@@ -63,10 +66,26 @@ async function nodeReference(): Promise<Reference> {
     const shape = y.shape.slice();
     tf.dispose([ids, y]);
     const out = await model.generate(fixture.inputIds, { maxNewTokens: 8, stopTokens: [] });
-    return { logits, shape, generated: out.tokens };
+    const lora = await loraFineTune(model as CausalLM, fixture.inputIds);
+    return { logits, shape, generated: out.tokens, loraLosses: lora.losses };
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The page's LoRA steps: the loss falls, nothing leaks, and each step's loss is Node cpu's (the adapter's initial
+ * values are drawn in JavaScript from a seed, so every backend starts from the same adapter).
+ */
+async function expectLoRA(r: PageResults, page: Page, reference: Reference): Promise<void> {
+  const lora = r.lora!;
+  expect(lora.losses).toHaveLength(LORA_STEPS);
+  expect(lora.losses.every(Number.isFinite)).toBe(true);
+  expect(lora.losses.at(-1)!).toBeLessThan(0.8 * lora.losses[0]!);
+  expect(lora.layers).toBe(4);
+  expect(lora.numTensors.after).toBe(lora.numTensors.before);
+  expect(maxAbsDiff(lora.losses, reference.loraLosses)).toBeLessThanOrEqual(2e-3);
+  expect(await page.locator('#lora dd').count()).toBe(3);
 }
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -86,7 +105,7 @@ async function runPage(page: Page, url: string, screenshot: string): Promise<{ r
   await page.goto(url, { timeout: 30_000, waitUntil: 'load' });
   try {
     await page.waitForFunction(() => window.__slmkit != null && window.__slmkit.status !== 'running', null, {
-      timeout: 120_000,
+      timeout: 150_000,
       polling: 250,
     });
   } finally {
@@ -152,11 +171,12 @@ describe.skipIf(!haveChromium)('browser example in headless Chromium', () => {
       }
       expect(await page.locator('#bench tbody tr').count()).toBe(6);
       expect(await page.locator('#bench svg.chart rect.bar').count()).toBe(6);
+      await expectLoRA(r, page, reference);
       expect(log, log.join('\n')).toEqual([]);
     } finally {
       await page.close();
     }
-  }, 180_000);
+  }, 210_000);
 
   it('falls back to wasm, says so on the page, and still matches Node cpu', async () => {
     // A browser without WebGPU: hide navigator.gpu before any script of the page runs.
@@ -173,6 +193,7 @@ describe.skipIf(!haveChromium)('browser example in headless Chromium', () => {
       await expect(page.locator('#backend .notice').textContent()).resolves.toMatch(/WebGPU is not available here, so this page runs on wasm/);
       expect(maxAbsDiff(r.logits!, reference.logits)).toBeLessThanOrEqual(TOLERANCE);
       expect(r.generated).toEqual(reference.generated);
+      await expectLoRA(r, page, reference);
       expect(log, log.join('\n')).toEqual([]);
     } finally {
       await pageContext.close();

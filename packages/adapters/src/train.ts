@@ -135,6 +135,9 @@ export async function trainAdapterStep(
   const idsT = ids instanceof tf.Tensor ? ids : tf.tensor2d(ids, undefined, 'int32'); // [B, T]
   for (const [, l] of layers) l.training = true;
   try {
+    // An async read leaves a host copy of the ids, which the embedding's synchronous id check needs on WebGPU once
+    // the same ids tensor has been uploaded by an earlier step (free on cpu and wasm).
+    await idsT.data();
     const loss = optimizer.minimize(
       () => tf.tidy(() => nextTokenLoss(model.forward(idsT, { attentionMask: options.attentionMask }), idsT, options.lossMask)),
       true,
