@@ -25,9 +25,9 @@ describe.each(BACKENDS.filter((b) => b !== 'webgpu'))('MoE training on %s', (bac
     const moe = makeMoE({ hidden: D, inner: 8, experts: E, router: { topK: 1, normalize: false }, seed: 3 });
     // Every token carries a shared offset that the router maps onto expert 0: a collapsed router (on top of its
     // random initial weights, which tell tokens apart once the offset no longer dominates).
-    const x = tf.tidy(() => tf.add(normal([64, D], 1), tf.mul(tf.oneHot(tf.tensor1d([0], 'int32'), D).asType('float32'), 3)));
+    const x = tf.tidy(() => tf.add(normal([64, D], 1), tf.mul(tf.cast(tf.oneHot(tf.tensor1d([0], 'int32'), D), 'float32'), 3)));
     const init = moe.router.stateDict().weight; // [E, D]
-    const collapse = tf.tidy(() => tf.add(init, tf.mul(tf.oneHot(tf.tensor1d([0], 'int32'), E * D).asType('float32').reshape([E, D]), 3)));
+    const collapse = tf.tidy(() => tf.add(init, tf.mul(tf.reshape(tf.cast(tf.oneHot(tf.tensor1d([0], 'int32'), E * D), 'float32'), [E, D]), 3)));
     await moe.router.loadWeights({ weight: collapse });
     init.dispose();
     const share = async () => {
@@ -66,7 +66,7 @@ describe.each(BACKENDS.filter((b) => b !== 'webgpu'))('MoE training on %s', (bac
     const moe = makeMoE({ hidden: D, inner: 16, experts: E, router: { topK: 2, normalize: true }, shared: true, seed: 8 });
     const x = normal([2, 16, D], 4);
     const target = tf.tidy(() => tf.tanh(tf.reverse(x, -1)));
-    const optimizer = tf.train.adam(0.01);
+    const optimizer: tf.Optimizer = tf.train.adam(0.01);
     let tensors = tf.memory().numTensors;
     const losses: number[] = [];
     for (let step = 0; step < 40; step++) {
