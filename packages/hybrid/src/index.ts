@@ -11,3 +11,5 @@ export * from './spec.js';
 export * from './cache.js';
 export * from './layer.js';
 export * from './model.js';
+export * from './hymba.js';
+export * from './count.js';

@@ -10,6 +10,7 @@ import { ConfigError, Embedding, Module, RMSNorm, RotaryEmbedding, ShapeError } 
 import { SsmState, type SelectiveScanOptions } from '@slmkit/ssm';
 import { HybridCache, type HybridLayerState } from './cache.js';
 import { HybridLayer, type LayerContext } from './layer.js';
+import { HYMBA_LAYER_NAMES, HymbaBlock, HymbaFeedForward } from './hymba.js';
 import { validateHybridSpec, type HybridSpec } from './spec.js';
 
 /**
@@ -25,7 +26,10 @@ import { validateHybridSpec, type HybridSpec } from './spec.js';
 export interface HybridForwardOptions {
   /** The caches to continue from and update (from `createCache()`); without one the call is stateless. */
   cache?: HybridCache;
-  /** `[B, S]`, 1 for a real token and 0 for padding, over the positions so far (S ≥ T; the last T are the new ones). */
+  /**
+   * `[B, S]`, 1 for a real token and 0 for padding, over the positions so far (S ≥ T; the last T are the new ones).
+   * Meta tokens (`spec.metaTokens`) are not counted: they are never padding.
+   */
   attentionMask?: tf.Tensor2D;
   /** Accepted for API compatibility with `CausalLM`; positions are the slot positions. */
   positions?: number[][];
@@ -75,6 +79,8 @@ export class HybridModel extends Module {
   readonly finalNorm: RMSNorm;
   /** The rotary embedding of the attention layers; undefined without one. */
   readonly rotary: RotaryEmbedding | undefined;
+  /** `memory_tokens`, `[M, D]`: Hymba's meta tokens; undefined when the spec has none. */
+  readonly memoryTokens: tf.Variable | undefined;
   private readonly kvProducers: ReadonlySet<number>;
 
   /**
@@ -88,7 +94,21 @@ export class HybridModel extends Module {
     const rotaryConfig = spec.attention?.rotary;
     this.rotary = rotaryConfig == null ? undefined : new RotaryEmbedding(rotaryConfig);
     this.embedTokens = this.registerModule('embed_tokens', new Embedding(spec.vocabSize, spec.hiddenSize));
-    const layers = new LayerList(spec.layers.map((_, i) => new HybridLayer(this.spec, i, { rotary: this.rotary })));
+    const M = spec.metaTokens ?? 0;
+    // Registered only with meta tokens, so other families' parameter names are unchanged.
+    this.memoryTokens = M > 0 ? this.registerParameter('memory_tokens', tf.randomNormal([M, spec.hiddenSize], 0, 0.02)) : undefined;
+    const layers = new LayerList(
+      spec.layers.map((layer, i) =>
+        layer.mixer === 'hymba'
+          ? new HybridLayer(this.spec, i, {
+              rotary: this.rotary,
+              mixer: new HymbaBlock(this.spec, i, { rotary: this.rotary }),
+              feedForward: layer.feedForward === 'dense' ? new HymbaFeedForward(spec.hiddenSize, spec.mlp!.intermediateSize, spec.mlp!.activation) : undefined,
+              names: HYMBA_LAYER_NAMES,
+            })
+          : new HybridLayer(this.spec, i, { rotary: this.rotary }),
+      ),
+    );
     this.registerModule('layers', layers);
     this.layers = layers.items;
     this.finalNorm = this.registerModule('final_layernorm', new RMSNorm(spec.hiddenSize, { eps: spec.normEps }));
@@ -123,7 +143,9 @@ export class HybridModel extends Module {
         if (layer.mixer === 'mamba' || layer.mixer === 'hymba') state.ssm = new SsmState();
         const windowed = layer.mixer === 'sliding-attention' || layer.window === true;
         if (layer.mixer !== 'mamba' && layer.kvFrom == null) {
-          state.attention = windowed ? new SlidingWindowCache(window!, { prefixLength: M }) : new KVCache();
+          // A windowed hymba layer sees q − k ≤ W: W + 1 positions.
+          const kept = layer.mixer === 'hymba' ? window! + 1 : window!;
+          state.attention = windowed ? new SlidingWindowCache(kept, { prefixLength: M }) : new KVCache();
         }
         if (layer.sharedBlock != null) state.shared = new KVCache();
         return state;
@@ -154,25 +176,35 @@ export class HybridModel extends Module {
       });
     }
     const offset = cache?.length ?? 0;
-    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== offset + T)) {
-      throw new ShapeError(`HybridModel: attentionMask must be [${B}, ${offset + T}] (cached positions and new), found [${attentionMask.shape.join(', ')}]`, {
+    // Meta tokens (Hymba): prepended when nothing is cached; the caller's mask covers real tokens only.
+    const M = this.memoryTokens == null ? 0 : this.memoryTokens.shape[0];
+    const prepend = M > 0 && offset === 0 ? M : 0;
+    const real = offset > 0 ? offset - M : 0; // real tokens cached before this call
+    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== B || attentionMask.shape[1] !== real + T)) {
+      throw new ShapeError(`HybridModel: attentionMask must be [${B}, ${real + T}] (cached positions and new${M > 0 ? ', meta tokens not counted' : ''}), found [${attentionMask.shape.join(', ')}]`, {
         field: 'attentionMask',
-        expected: [B, offset + T],
+        expected: [B, real + T],
         found: attentionMask.shape.slice(),
       });
     }
     const kv: LayerContext['kv'] = [];
     try {
       const hidden = tf.tidy(() => {
-        const rotaryTables = this.rotary?.cosSin({ offset, length: T });
+        const rotaryTables = this.rotary?.cosSin({ offset, length: prepend + T });
         let h = this.embedTokens.forward(ids) as tf.Tensor3D; // [B, T, D]
+        if (prepend > 0) {
+          const meta = tf.broadcastTo(tf.expandDims(this.memoryTokens!, 0), [B, M, this.spec.hiddenSize]); // [B, M, D]
+          h = tf.concat([meta, h], 1) as tf.Tensor3D; // [B, M + T, D]
+        }
         const embeddings = h;
+        // Meta tokens are never padding: the layers see the mask over every position, meta tokens included.
+        const mask = attentionMask == null || M === 0 ? attentionMask : (tf.concat([tf.ones([B, M]), tf.cast(attentionMask, 'float32')], 1) as tf.Tensor2D); // [B, S_total]
         this.layers.forEach((layer, i) => {
           h = layer.forward(h, {
             offset,
             state: cache?.layers[i],
             rotaryTables,
-            attentionMask,
+            attentionMask: mask,
             kv,
             kvProducers: this.kvProducers,
             embeddings,
@@ -180,9 +212,11 @@ export class HybridModel extends Module {
             scanImplementation: options.scanImplementation,
           }); // [B, T, D]
         });
-        return this.finalNorm.forward(h) as tf.Tensor3D; // [B, T, D]
+        const out = this.finalNorm.forward(h) as tf.Tensor3D; // [B, prepend + T, D]
+        // The meta tokens' outputs are dropped: only the real tokens have logits.
+        return prepend > 0 ? (tf.slice(out, [0, prepend, 0], [B, T, this.spec.hiddenSize]) as tf.Tensor3D) : out; // [B, T, D]
       });
-      cache?.advance(T);
+      cache?.advance(prepend + T);
       return hidden;
     } finally {
       for (const shared of kv) if (shared != null) tf.dispose([shared.keys, shared.values]);

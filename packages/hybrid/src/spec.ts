@@ -220,6 +220,13 @@ export interface HybridSpec {
   sharedBlocks?: SharedBlockSpec[];
   /** Hymba's meta tokens: this many learned rows prepended to the input on prefill (default 0). */
   metaTokens?: number;
+  /**
+   * The sliding-window rule of windowed `hymba` layers when a call continues a cache (decoding): `consistent`
+   * (default) keeps the full forward's `q − k ≤ W` (W + 1 positions), so cached decoding equals the full forward;
+   * `reference` uses NVIDIA's decode rule `q − k ≤ W − 1` (W positions), reproducing its generation exactly. Meta
+   * tokens stay visible either way. See `HymbaDecodeWindow`.
+   */
+  hymbaDecodeWindow?: 'consistent' | 'reference';
   /** The layers, in order. */
   layers: LayerSpec[];
   /** Token that ends a sequence (generation stops there by default). */
@@ -279,7 +286,7 @@ export function validateHybridSpec(spec: HybridSpec): HybridSpec {
   const s = spec as unknown as Record<string, unknown>;
   knownKeys('spec', s, [
     'vocabSize', 'hiddenSize', 'normEps', 'tieWordEmbeddings', 'attention', 'mamba', 'mlp', 'moe', 'sharedBlocks',
-    'metaTokens', 'layers', 'eosTokenId', 'bosTokenId', 'padTokenId',
+    'metaTokens', 'layers', 'eosTokenId', 'bosTokenId', 'padTokenId', 'hymbaDecodeWindow',
   ]);
   positiveInt('vocabSize', spec.vocabSize);
   positiveInt('hiddenSize', spec.hiddenSize);
@@ -287,6 +294,9 @@ export function validateHybridSpec(spec: HybridSpec): HybridSpec {
   if (typeof spec.tieWordEmbeddings !== 'boolean') fail('tieWordEmbeddings', 'a boolean', spec.tieWordEmbeddings);
   if (spec.metaTokens != null && (!Number.isInteger(spec.metaTokens) || spec.metaTokens < 0)) fail('metaTokens', 'a non-negative integer', spec.metaTokens);
   if (!Array.isArray(spec.layers) || spec.layers.length === 0) fail('layers', 'a non-empty array', spec.layers);
+  if (spec.hymbaDecodeWindow != null && spec.hymbaDecodeWindow !== 'consistent' && spec.hymbaDecodeWindow !== 'reference') {
+    fail('hymbaDecodeWindow', '"consistent" | "reference"', spec.hymbaDecodeWindow);
+  }
 
   const uses = (pred: (l: LayerSpec) => boolean): number => spec.layers.findIndex((l) => isObject(l) && pred(l));
   spec.layers.forEach((layer, i) => {
@@ -367,5 +377,16 @@ export function validateHybridSpec(spec: HybridSpec): HybridSpec {
     if (b.numHeads % b.numKVHeads !== 0) fail(`sharedBlocks[${i}].numKVHeads`, `a divisor of numHeads = ${b.numHeads}`, b.numKVHeads);
   });
   if ((spec.metaTokens ?? 0) > 0 && needAttention < 0) fail('metaTokens', '0 when no layer attends', spec.metaTokens);
+  const hymba = uses((l) => l.mixer === 'hymba');
+  if (hymba >= 0) {
+    // Hymba: the attention output (H heads of valueHeadDim) and the SSM output share one width before out_proj.
+    const a = spec.attention!;
+    const m = spec.mamba!;
+    const Dv = a.valueHeadDim ?? a.headDim;
+    if (Dv * a.numHeads !== m.intermediateSize) {
+      fail('attention.valueHeadDim', `mamba.intermediateSize / numHeads = ${m.intermediateSize / a.numHeads}`, Dv, `layers[${hymba}] is hymba: its attention and SSM outputs are averaged`);
+    }
+    if ((m.numHeads ?? 1) !== 1) fail('mamba.numHeads', '1 (a hymba block has one SSM head group)', m.numHeads, `layers[${hymba}] is hymba`);
+  }
   return spec;
 }

@@ -6,12 +6,15 @@
 import { ConfigError } from '@slmkit/core';
 import type { HybridLMConfig } from '../hybrid-lm.js';
 import { jambaConfigFromHF } from './jamba.js';
+import { hymbaConfigFromHF } from './hymba.js';
 
 export { jambaConfigFromHF } from './jamba.js';
+export { hymbaConfigFromHF, hymba1_5b } from './hymba.js';
 
 /** Each hybrid `model_type` and its `config.json` mapping. */
 const HYBRID_FAMILIES: Readonly<Record<string, (json: Record<string, unknown>) => HybridLMConfig>> = Object.freeze({
   jamba: jambaConfigFromHF,
+  hymba: hymbaConfigFromHF,
 });
 
 /**
