@@ -164,31 +164,26 @@ export function chunkedSsdScan(inputs: SsdKernelInputs, attrs: SsdKernelAttrs): 
     const Bc = tf.reshape(byChunk(inputs.B), [Bt * G * nc, Q, N]); // [B·G·nc, Q, N]
     const Cc = tf.reshape(byChunk(inputs.C), [Bt * G * nc, Q, N]); // [B·G·nc, Q, N]
 
-    // Cumulative sums over time as products with a triangular matrix U (U[k, t] = 1 for k ≤ t), not tf.cumsum:
-    // the webgpu backend's reverse cumsum (cumsum's gradient) caches one shader for every length (tfjs 4.22), and
-    // its gradient along an inner axis is transposed wrongly.
+    // The cumulative sum over time as a product with a triangular matrix U (U[k, t] = 1 for k ≤ t), not
+    // tf.cumsum: the webgpu backend's reverse cumsum (cumsum's gradient) caches one shader for every length
+    // (tfjs 4.22), and cumsum's gradient along an inner axis is transposed wrongly.
     const M = Bt * H * nc;
     const upper = new Float32Array(Q * Q);
-    const after = new Float32Array(Q * Q);
     const causal = new Float32Array(Q * Q);
     for (let i = 0; i < Q; i++) {
       for (let j = 0; j < Q; j++) {
         upper[i * Q + j] = i <= j ? 1 : 0; // [k, t]
-        after[i * Q + j] = j > i ? 1 : 0; // [s, k]: k after s
         causal[i * Q + j] = i >= j ? 0 : -Infinity; // [t, s]
       }
     }
-    const U = tf.tensor2d(upper, [Q, Q]);
     const aC = tf.transpose(tf.reshape(a, [Bt, nc, Q, H]), [0, 3, 1, 2]); // [B, H, nc, Q]
-    const aCumFlat = tf.matMul(tf.reshape(aC, [M, Q]), U); // [B·H·nc, Q]
+    const aCumFlat = tf.matMul(tf.reshape(aC, [M, Q]), tf.tensor2d(upper, [Q, Q])); // [B·H·nc, Q]
     const aCum = tf.reshape(aCumFlat, [Bt, H, nc, Q]); // [B, H, nc, Q]
     const aLast = tf.reshape(tf.slice(aCumFlat, [0, Q - 1], [M, 1]), [Bt, H, nc, 1]); // [B, H, nc, 1]
 
-    // 1. Intra-chunk. Λ from a masked cumulative sum, not from differences of aCum (those lose precision when the
-    // decay is large): segT[s, t] = Σ_{s<k≤t} a_k = Σ_k a_k·[k > s]·U[k, t]; Λ[t, s] = exp(segT[s, t]) for s ≤ t.
-    const masked = tf.mul(tf.reshape(aC, [M, 1, Q]), tf.tensor2d(after, [Q, Q])); // [B·H·nc, Q(s), Q(k)]
-    const segT = tf.reshape(tf.matMul(tf.reshape(masked, [M * Q, Q]), U), [M, Q, Q]); // [B·H·nc, Q(s), Q(t)]
-    const seg = tf.transpose(segT, [0, 2, 1]); // [B·H·nc, Q(t), Q(s)]
+    // 1. Intra-chunk: Λ[t, s] = exp(aCum[t] − aCum[s]) for s ≤ t (differences inside one chunk, as mamba_ssm's
+    // kernels take them), 0 above the diagonal.
+    const seg = tf.sub(tf.reshape(aCumFlat, [M, Q, 1]), tf.reshape(aCumFlat, [M, 1, Q])); // [B·H·nc, Q(t), Q(s)]
     const Lambda = tf.exp(tf.add(seg, tf.tensor2d(causal, [Q, Q]))); // [B·H·nc, Q, Q]
     const CB = tf.reshape(tf.matMul(Cc, Bc, false, true), [Bt, G, 1, nc, Q, Q]); // [B, G, 1, nc, Q, Q]
     const W = tf.mul(tf.reshape(Lambda, [Bt, G, Hg, nc, Q, Q]), CB); // [B, G, H/G, nc, Q, Q]
