@@ -94,8 +94,13 @@ export interface AttentionNames {
  * ```
  */
 export interface AttentionOptions {
-  /** `D`, the width of the block's input and output. */
+  /** `D`, the width of the block's input (and of its output, unless `outputSize` says otherwise). */
   hiddenSize: number;
+  /**
+   * The width of the block's output, `o_proj`'s (default `hiddenSize`). Zamba's shared attention reads
+   * `[hidden ; embeddings]`, `2·hidden` wide, and writes `hidden`.
+   */
+  outputSize?: number;
   /** `H`, the query heads. */
   numHeads: number;
   /** `KV`, the key/value heads: `H` for MHA, 1 for MQA, a divisor of `H` for GQA. */
@@ -316,6 +321,8 @@ function shapeError(field: string, message: string, expected: unknown, found: un
 export class Attention extends Module {
   /** `D`. */
   readonly hiddenSize: number;
+  /** The output width (`hiddenSize` unless configured otherwise). */
+  readonly outputSize: number;
   /** `H`. */
   readonly numHeads: number;
   /** `KV`. */
@@ -388,6 +395,8 @@ export class Attention extends Module {
     if (scope !== 'head' && scope !== 'projection') {
       configError('qkNormScope', `qkNormScope must be "head" or "projection", found ${JSON.stringify(scope)}`, ['head', 'projection'], scope);
     }
+    const outputSize = options.outputSize ?? options.hiddenSize;
+    checkPositiveInt(OWNER, 'outputSize', outputSize);
     const implementation = options.implementation ?? 'auto';
     checkImplementation('implementation', implementation);
     const queryBlockSize = options.queryBlockSize ?? 64;
@@ -421,7 +430,7 @@ export class Attention extends Module {
     checkWidths('kProj', kProj, D, KV * Dh);
     checkWidths('vProj', vProj, D, KV * Dv);
     checkWidths('qkvProj', qkvProj, D, H * Dh + KV * Dh + KV * Dv);
-    checkWidths('oProj', oProj, H * Dv, D);
+    checkWidths('oProj', oProj, H * Dv, outputSize);
     const checkNorm = (field: string, n: QKNorm | undefined, heads: number): void => {
       if (n == null) return;
       const dim = (n as { dim?: unknown }).dim;
@@ -438,6 +447,7 @@ export class Attention extends Module {
     }
 
     this.hiddenSize = D;
+    this.outputSize = outputSize;
     this.numHeads = H;
     this.numKVHeads = KV;
     this.headDim = Dh;
@@ -470,10 +480,12 @@ export class Attention extends Module {
   }
 
   /**
-   * Attention over `x` (and whatever the cache or `sharedKV` holds), projected back to the hidden size.
+   * Attention over `x` (and whatever the cache or `sharedKV` holds), projected back to the hidden size (or to
+   * `outputSize`).
    *
    * @param x - `[B, T, D]`, float32.
-   * @returns `[B, T, D]`; the caller owns it. Every intermediate is freed; only the cache keeps the new K/V.
+   * @returns `[B, T, D]` (`[B, T, outputSize]` when configured); the caller owns it. Every intermediate is freed;
+   *   only the cache keeps the new K/V.
    * @throws ShapeError for a wrong input width, a mask, positions or `sharedKV` of the wrong shape, or a cache
    *   whose `B`/`KV`/`Dh`/`Dv` disagree; ConfigError for a KV consumer without `sharedKV` (or a producer with one),
    *   a sliding-window cache narrower than the layer's window, or `positions` that disagree with the cache.
@@ -590,7 +602,7 @@ export class Attention extends Module {
           ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
           : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
       const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
-      const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, D]
+      const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, outputSize]
       if (!wantKV) return { output };
       // The consumer's sharedKV belongs to the caller: hand back new handles, not the same tensors.
       const keys = this.isKVConsumer ? kv.keys.clone() : kv.keys;

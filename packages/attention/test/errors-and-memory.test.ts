@@ -87,6 +87,7 @@ describe('validation', () => {
     ['qkNormScope', { qkNormScope: 'row' as 'head' }, 'Attention: qkNormScope must be "head" or "projection", found "row"'],
     ['implementation', { implementation: 'flash' as 'auto' }, 'Attention: implementation must be "auto", "naive" or "chunked", found "flash"'],
     ['block size', { keyBlockSize: 0 }, 'Attention: keyBlockSize must be a positive integer, found 0'],
+    ['outputSize', { outputSize: 0 }, 'Attention: outputSize must be a positive integer, found 0'],
     ['names', { names: { q: 'q.proj' } }, /name "q.proj" must match/],
   ];
   for (const [name, patch, message] of bad) {
@@ -123,7 +124,20 @@ describe('validation', () => {
     expect(() => new Attention(options, { ...p, rotary: new RotaryEmbedding({ headDim: 8, base: 1e4, maxPositionEmbeddings: 64 }) })).toThrow(
       'Attention: rotary.headDim (8) must equal headDim (4)',
     );
+    expect(() => new Attention({ ...options, outputSize: 8 }, p)).toThrow('Attention: oProj.outFeatures (16) must be 8');
     Object.values(p).forEach((m) => (m as Linear).dispose());
+  });
+
+  it('writes outputSize features when it differs from the input width (Zamba: 2·hidden in, hidden out)', () => {
+    const p = { ...parts(), oProj: new Linear(16, 8) };
+    const attn = new Attention({ ...options, outputSize: 8 }, p);
+    expect(attn.outputSize).toBe(8);
+    const x = tf.randomNormal([2, 3, 16]) as tf.Tensor3D;
+    const y = attn.forward(x);
+    expect(y.shape).toEqual([2, 3, 8]);
+    expect(() => attn.forward(tf.zeros([2, 3, 8]) as tf.Tensor3D)).toThrow(ShapeError);
+    tf.dispose([x, y]);
+    attn.dispose();
   });
 
   describe('calls', () => {

@@ -11,5 +11,7 @@ export * from './spec.js';
 export * from './cache.js';
 export * from './layer.js';
 export * from './model.js';
+export * from './zamba-mixer.js';
+export * from './zamba.js';
 export * from './hymba.js';
 export * from './count.js';

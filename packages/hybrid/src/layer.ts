@@ -11,6 +11,7 @@ import { SparseMoE, TopKRouter } from '@slmkit/moe';
 import { MambaMixer, type SelectiveScanOptions } from '@slmkit/ssm';
 import type { HybridLayerState } from './cache.js';
 import type { HybridSpec, LayerSpec } from './spec.js';
+import { ZambaMambaMixer } from './zamba-mixer.js';
 
 /**
  * What a model passes to each layer of one forward call.
@@ -130,9 +131,21 @@ function buildAttention(spec: HybridSpec, layer: LayerSpec, rotary: RotaryEmbedd
   );
 }
 
-/** The Mamba-1 mixer of a `mamba` layer. */
-function buildMamba(spec: HybridSpec): MambaMixer {
+/** The Mamba-1 mixer of a `mamba` layer: Zamba's multi-head layout when `mamba.numHeads` is set. */
+function buildMamba(spec: HybridSpec): MambaMixer | ZambaMambaMixer {
   const m = spec.mamba!;
+  if (m.numHeads != null) {
+    return new ZambaMambaMixer({
+      hiddenSize: spec.hiddenSize,
+      intermediateSize: m.intermediateSize,
+      numHeads: m.numHeads,
+      stateSize: m.stateSize,
+      convKernel: m.convKernel,
+      timeStepRank: m.timeStepRank,
+      useBias: m.projBias ?? false,
+      useConvBias: m.convBias ?? true,
+    });
+  }
   return new MambaMixer({
     hiddenSize: spec.hiddenSize,
     intermediateSize: m.intermediateSize,
@@ -209,7 +222,7 @@ export class HybridLayer extends Module {
   /** The norm before the mixer. */
   readonly inputNorm: RMSNorm;
   /** The mixer. */
-  readonly mixer: Attention | MambaMixer | HybridMixer;
+  readonly mixer: Attention | MambaMixer | ZambaMambaMixer | HybridMixer;
   /** The norm before the feed-forward; undefined for `none`. */
   readonly feedForwardNorm: RMSNorm | undefined;
   /** The feed-forward; undefined for `none`. */
@@ -232,7 +245,7 @@ export class HybridLayer extends Module {
     this.layerIndex = layerIndex;
     this.spec = Object.freeze({ ...layer });
     this.inputNorm = this.registerModule(names.inputNorm, new RMSNorm(spec.hiddenSize, { eps: spec.normEps }));
-    let mixer: Attention | MambaMixer | HybridMixer;
+    let mixer: Attention | MambaMixer | ZambaMambaMixer | HybridMixer;
     if (parts.mixer != null) mixer = parts.mixer;
     else if (layer.mixer === 'mamba') mixer = buildMamba(spec);
     else if (layer.mixer === 'attention' || layer.mixer === 'sliding-attention') mixer = buildAttention(spec, layer, parts.rotary);
@@ -259,11 +272,14 @@ export class HybridLayer extends Module {
   /**
    * @param x - float32 `[B, T, D]`.
    * @param ctx - the call's context (see {@link LayerContext}).
+   * @param inputAddend - `[B, T, D]` added to `x` before the input norm but not to the residual (a Zamba hybrid
+   *   layer adds its shared block's output there): `h = x + mixer(RMSNorm(x + inputAddend))`.
    * @returns `[B, T, D]`; the caller owns it.
    */
-  forward(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
+  forward(x: tf.Tensor3D, ctx: LayerContext, inputAddend?: tf.Tensor3D): tf.Tensor3D {
     return tf.tidy(() => {
-      const h = tf.add(x, this.mix(this.inputNorm.forward(x) as tf.Tensor3D, ctx)) as tf.Tensor3D; // [B, T, D]
+      const mixerInput = inputAddend == null ? x : tf.add(x, inputAddend); // [B, T, D]
+      const h = tf.add(x, this.mix(this.inputNorm.forward(mixerInput) as tf.Tensor3D, ctx)) as tf.Tensor3D; // [B, T, D]
       if (this.feedForward == null) return h;
       const ff = this.feedForward as Module & { forward(x: tf.Tensor): tf.Tensor };
       return tf.add(h, ff.forward(this.feedForwardNorm!.forward(h))) as tf.Tensor3D; // [B, T, D]
@@ -273,7 +289,7 @@ export class HybridLayer extends Module {
   /** The mixer on the normalised input `[B, T, D]`. */
   private mix(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D {
     const mixer = this.mixer;
-    if (mixer instanceof MambaMixer) {
+    if (mixer instanceof MambaMixer || mixer instanceof ZambaMambaMixer) {
       const [B, T] = x.shape;
       const mask = ctx.attentionMask;
       return mixer.forward(x, {

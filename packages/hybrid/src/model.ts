@@ -10,6 +10,7 @@ import { ConfigError, Embedding, Module, RMSNorm, RotaryEmbedding, ShapeError } 
 import { SsmState, type SelectiveScanOptions } from '@slmkit/ssm';
 import { HybridCache, type HybridLayerState } from './cache.js';
 import { HybridLayer, type LayerContext } from './layer.js';
+import { ZambaHybridLayer, ZambaSharedBlock } from './zamba.js';
 import { HYMBA_LAYER_NAMES, HymbaBlock, HymbaFeedForward } from './hymba.js';
 import { validateHybridSpec, type HybridSpec } from './spec.js';
 
@@ -94,6 +95,12 @@ export class HybridModel extends Module {
     const rotaryConfig = spec.attention?.rotary;
     this.rotary = rotaryConfig == null ? undefined : new RotaryEmbedding(rotaryConfig);
     this.embedTokens = this.registerModule('embed_tokens', new Embedding(spec.vocabSize, spec.hiddenSize));
+    // Zamba: each shared block is built once, on first use, and registered under every layer that uses it.
+    const sharedBlocks = new Map<number, ZambaSharedBlock>();
+    const sharedBlock = (b: number): ZambaSharedBlock => {
+      if (!sharedBlocks.has(b)) sharedBlocks.set(b, new ZambaSharedBlock(spec.hiddenSize, spec.sharedBlocks![b], spec.mlp!, spec.normEps));
+      return sharedBlocks.get(b)!;
+    };
     const M = spec.metaTokens ?? 0;
     // Registered only with meta tokens, so other families' parameter names are unchanged.
     this.memoryTokens = M > 0 ? this.registerParameter('memory_tokens', tf.randomNormal([M, spec.hiddenSize], 0, 0.02)) : undefined;
@@ -106,7 +113,9 @@ export class HybridModel extends Module {
               feedForward: layer.feedForward === 'dense' ? new HymbaFeedForward(spec.hiddenSize, spec.mlp!.intermediateSize, spec.mlp!.activation) : undefined,
               names: HYMBA_LAYER_NAMES,
             })
-          : new HybridLayer(this.spec, i, { rotary: this.rotary }),
+          : layer.sharedBlock != null
+            ? new ZambaHybridLayer(this.spec, i, sharedBlock(layer.sharedBlock))
+            : new HybridLayer(this.spec, i, { rotary: this.rotary }),
       ),
     );
     this.registerModule('layers', layers);

@@ -10,7 +10,7 @@ const measured: string[] = [];
 afterAll(() => console.log(`hybrid fixture max abs diffs (logits / step logits):\n${measured.join('\n')}`));
 
 /** The families, with the loading options their fixture needs. */
-const FAMILIES: [string, FromPretrainedOptions][] = [['jamba', {}], ['hymba', { hymbaDecodeWindow: 'reference' }]];
+const FAMILIES: [string, FromPretrainedOptions][] = [['jamba', {}], ['zamba', {}], ['hymba', { hymbaDecodeWindow: 'reference' }]];
 
 describe.each(BACKENDS)('hybrid families on %s', (backend) => {
   beforeAll(async () => {

@@ -6,14 +6,17 @@
 import { ConfigError } from '@slmkit/core';
 import type { HybridLMConfig } from '../hybrid-lm.js';
 import { jambaConfigFromHF } from './jamba.js';
+import { zambaConfigFromHF } from './zamba.js';
 import { hymbaConfigFromHF } from './hymba.js';
 
 export { jambaConfigFromHF } from './jamba.js';
+export { zambaConfigFromHF } from './zamba.js';
 export { hymbaConfigFromHF, hymba1_5b } from './hymba.js';
 
 /** Each hybrid `model_type` and its `config.json` mapping. */
 const HYBRID_FAMILIES: Readonly<Record<string, (json: Record<string, unknown>) => HybridLMConfig>> = Object.freeze({
   jamba: jambaConfigFromHF,
+  zamba: zambaConfigFromHF,
   hymba: hymbaConfigFromHF,
 });
 
