@@ -3,6 +3,7 @@
  * line here.
  */
 import { checkUniqueIds, type BenchCase } from '../registry.js';
+import { cases as adapters } from './adapters.js';
 import { cases as attention } from './attention.js';
 import { cases as embedding } from './embedding.js';
 import { cases as linear } from './linear.js';
@@ -16,5 +17,5 @@ import { cases as ssm } from './ssm.js';
 import { cases as ssd } from './ssd.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...adapters, ...model];
 checkUniqueIds(allCases);
