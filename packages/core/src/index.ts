@@ -20,3 +20,6 @@ export * from './layers/embedding.js';
 export * from './layers/norm.js';
 export * from './layers/mlp.js';
 export * from './validate.js';
+export * from './quant/formats.js';
+export * from './quant/quantized-linear.js';
+export * from './quant/quantize.js';

@@ -1,0 +1,203 @@
+// Low-bit weights: each format against its reference formula, the fused matmul kernels against float64 on every
+// backend, and quantize() on a module tree (memory, names, errors, leaks).
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend.js';
+import '../../src/register-gradients.node.js';
+import { ConfigError, ShapeError } from '../../src/errors.js';
+import { GatedMLP } from '../../src/layers/mlp.js';
+import { Linear } from '../../src/layers/linear.js';
+import { dequantizeWeight, quantizeWeight, weightCode, zeroPoint, type QuantScheme } from '../../src/quant/formats.js';
+import { QuantizedLinear } from '../../src/quant/quantized-linear.js';
+import { quantize } from '../../src/quant/quantize.js';
+import { backends, randn } from '../layers/helpers.js';
+
+const SCHEMES: QuantScheme[] = ['int8', 'int4', 'ternary'];
+
+describe('weight formats', () => {
+  const O = 5;
+  const I = 37; // not a multiple of any codes-per-word, nor of the int4 group
+  const w = Float32Array.from(randn(O * I, 7));
+  w[3] = 0; // a zero weight
+  w.fill(0.25, I, 2 * I); // a constant row
+
+  it('int8: codes are round(W / s) with s = max |W_o| / 127, and Ŵ = s · q exactly', () => {
+    const q = quantizeWeight(w, O, I, 'int8');
+    const deq = dequantizeWeight(q);
+    for (let o = 0; o < O; o++) {
+      let max = 0;
+      for (let i = 0; i < I; i++) max = Math.max(max, Math.abs(w[o * I + i]));
+      const s = Math.fround(max / 127);
+      expect(q.scales[o]).toBe(s);
+      for (let i = 0; i < I; i++) {
+        const code = Math.round(w[o * I + i] / s);
+        expect(weightCode(q, o, i)).toBe(code + 0); // + 0: round gives −0 for small negatives
+        expect(deq[o * I + i] + 0).toBe(Math.fround(s * code) + 0);
+        expect(Math.abs(deq[o * I + i] - w[o * I + i])).toBeLessThanOrEqual(s / 2 + 1e-7);
+      }
+    }
+  });
+
+  it('int4: per group s = (max − min) / 15 over a range holding 0, z = round(−min / s), Ŵ = s · (q − z) exactly', () => {
+    const G = 8;
+    const q = quantizeWeight(w, O, I, 'int4', G);
+    const deq = dequantizeWeight(q);
+    const groups = Math.ceil(I / G);
+    for (let o = 0; o < O; o++) {
+      for (let g = 0; g < groups; g++) {
+        const vals = Array.from(w.subarray(o * I + g * G, o * I + Math.min(I, (g + 1) * G)));
+        const min = Math.min(0, ...vals);
+        const max = Math.max(0, ...vals);
+        const s = Math.fround((max - min) / 15);
+        const z = s === 0 ? 0 : Math.round(-min / s);
+        expect(q.scales[o * groups + g]).toBe(s);
+        expect(zeroPoint(q, o, g)).toBe(z + 0);
+        vals.forEach((v, j) => {
+          const i = g * G + j;
+          const code = s === 0 ? z : Math.min(15, Math.max(0, Math.round(v / s) + z));
+          expect(weightCode(q, o, i)).toBe(code + 0);
+          expect(deq[o * I + i] + 0).toBe(Math.fround(s * (code - z)) + 0);
+          expect(Math.abs(deq[o * I + i] - v)).toBeLessThanOrEqual(s / 2 + 1e-6);
+        });
+      }
+    }
+  });
+
+  it('ternary: γ = mean |W|, codes in {−1, 0, 1} = clamp(round(W / γ)), Ŵ = γ · q exactly', () => {
+    const q = quantizeWeight(w, O, I, 'ternary');
+    const gamma = Math.fround(w.reduce((a, v) => a + Math.abs(v), 0) / w.length);
+    expect(q.scales[0]).toBe(gamma);
+    const deq = dequantizeWeight(q);
+    const seen = new Set<number>();
+    for (let i = 0; i < w.length; i++) {
+      const code = Math.max(-1, Math.min(1, Math.round(w[i] / (gamma + 1e-8))));
+      expect(weightCode(q, Math.floor(i / I), i % I)).toBe(code + 0);
+      expect(deq[i] + 0).toBe(Math.fround(gamma * code) + 0);
+      seen.add(code + 0);
+    }
+    expect([...seen].sort()).toEqual([-1, 0, 1]);
+  });
+
+  it('packs int8 four, int4 eight and ternary sixteen codes per 32-bit word', () => {
+    expect(quantizeWeight(w, O, I, 'int8').packed.length).toBe(O * 10);
+    expect(quantizeWeight(w, O, I, 'int4', 8).packed.length).toBe(O * 5);
+    expect(quantizeWeight(w, O, I, 'ternary').packed.length).toBe(O * 3);
+  });
+
+  it('rejects an unknown scheme, a bad group size, a wrong length and non-finite weights', () => {
+    expect(() => quantizeWeight(w, O, I, 'int3' as QuantScheme)).toThrow(ConfigError);
+    expect(() => quantizeWeight(w, O, I, 'int4', 0)).toThrow(/groupSize must be a positive integer, found 0/);
+    expect(() => quantizeWeight(w, O, I + 1, 'int8')).toThrow(/expected \[5, 38\]/);
+    const bad = w.slice();
+    bad[40] = NaN;
+    expect(() => quantizeWeight(bad, O, I, 'int8')).toThrow(/weight value 40 \(row 1\) is NaN/);
+  });
+});
+
+describe('QuantizedLinear', () => {
+  it.each(SCHEMES)('%s: the fused matmul equals x Ŵᵀ + b in float64 on every backend, with and without bias', async (scheme) => {
+    const I = 37;
+    const O = 11;
+    const xs = randn(3 * I, 21);
+    for (const name of await backends()) {
+      await initBackend(name as 'cpu');
+      for (const bias of [true, false]) {
+        const linear = new Linear(I, O, { bias, seed: 5 });
+        const q = QuantizedLinear.fromLinear(linear, { scheme, groupSize: 8 });
+        const deq = dequantizeWeight(q.packedWeight());
+        const b = bias ? ((await linear.bias!.data()) as Float32Array) : null;
+        const before = tf.memory().numTensors;
+        for (const N of [1, 3]) {
+          const x = tf.tensor2d(xs.slice(0, N * I), [N, I]);
+          const out = q.forward(x);
+          const y = (await out.data()) as Float32Array;
+          out.dispose();
+          expect(QuantizedLinear.lastRun).toEqual({ op: 'SlmkitQuantMatMul', backend: name, implementation: 'fused' });
+          for (let n = 0; n < N; n++) {
+            for (let o = 0; o < O; o++) {
+              let ref = b == null ? 0 : b[o];
+              for (let i = 0; i < I; i++) ref += xs[n * I + i] * deq[o * I + i];
+              expect(Math.abs(y[n * O + o] - ref), `${name} n${n} o${o}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(ref)));
+            }
+          }
+          x.dispose();
+        }
+        expect(tf.memory().numTensors, `leak on ${name}`).toBe(before);
+        q.dispose();
+        linear.dispose();
+      }
+    }
+    await initBackend('cpu');
+  });
+
+  it('keeps the leading dimensions and rejects a wrong input width', () => {
+    const q = QuantizedLinear.fromLinear(new Linear(8, 4), { scheme: 'int8' });
+    const x = tf.ones([2, 3, 8]);
+    const y = q.forward(x);
+    expect(y.shape).toEqual([2, 3, 4]);
+    expect(() => q.forward(tf.ones([2, 7]))).toThrow(ShapeError);
+    tf.dispose([x, y]);
+    q.dispose();
+  });
+});
+
+describe('quantize', () => {
+  it.each([
+    ['int8', 3.5],
+    ['int4', 7],
+    ['ternary', 14],
+  ] as const)('converts a module tree to %s in place; tf.memory() shrinks by at least %sx for the weights', async (scheme, ratio) => {
+    await initBackend('wasm');
+    const mlp = GatedMLP.create(256, 512, { bias: false });
+    const x = tf.randomNormal([2, 256]);
+    const ref = mlp.forward(x);
+    const want = (await ref.data()) as Float32Array;
+    ref.dispose();
+    const weightBytes = 4 * 3 * 256 * 512;
+    const before = tf.memory().numBytes;
+    const report = quantize(mlp, { scheme, groupSize: 64 });
+    const freed = before - tf.memory().numBytes;
+    expect(report.layers).toEqual(['gate_proj', 'up_proj', 'down_proj']);
+    expect(report.bytesBefore).toBe(weightBytes);
+    // What tf.memory() holds for these weights now: the float32 bytes minus what was freed.
+    const held = weightBytes - freed;
+    expect(held).toBe(report.bytesAfter);
+    expect(weightBytes / held).toBeGreaterThanOrEqual(ratio);
+    expect(mlp.namedParameters().map(([n]) => n)).toEqual(
+      scheme === 'int4'
+        ? ['gate_proj.qweight', 'gate_proj.scales', 'gate_proj.zeros', 'up_proj.qweight', 'up_proj.scales', 'up_proj.zeros', 'down_proj.qweight', 'down_proj.scales', 'down_proj.zeros']
+        : ['gate_proj.qweight', 'gate_proj.scales', 'up_proj.qweight', 'up_proj.scales', 'down_proj.qweight', 'down_proj.scales'],
+    );
+    const tensors = tf.memory().numTensors;
+    const out = mlp.forward(x);
+    const got = (await out.data()) as Float32Array;
+    out.dispose();
+    expect(tf.memory().numTensors).toBe(tensors);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+    expect(worst).toBeGreaterThan(0); // it did change the weights
+    expect(worst).toBeLessThan(scheme === 'int8' ? 0.02 : 0.5);
+    x.dispose();
+    mlp.dispose();
+  });
+
+  it('selects layers by glob, RegExp or predicate; rejects a bad scheme, empty selections and adapters', () => {
+    const make = () => GatedMLP.create(16, 32);
+    const a = make();
+    expect(quantize(a, { scheme: 'int8', targets: ['*_proj'] }).layers).toHaveLength(3);
+    a.dispose();
+    const b = make();
+    expect(quantize(b, { scheme: 'int8', targets: [/^down/] }).layers).toEqual(['down_proj']);
+    b.dispose();
+    const c = make();
+    expect(quantize(c, { scheme: 'int4', groupSize: 8, targets: (name) => name.startsWith('up') }).layers).toEqual(['up_proj']);
+    expect(() => quantize(c, { scheme: 'int8', targets: ['nothing'] })).toThrow(/select no Linear layer/);
+    expect(() => quantize(c, { scheme: 'fp4' as QuantScheme })).toThrow(ConfigError);
+    c.dispose();
+    const d = make();
+    const linear = d.namedModules().find(([n]) => n === 'gate_proj')![1] as Linear;
+    linear.setDelegate(QuantizedLinear.fromLinear(linear, { scheme: 'int8' }));
+    expect(() => quantize(d, { scheme: 'int8' })).toThrow(/gate_proj forwards to QuantizedLinear .*merge or remove it first/);
+    d.dispose();
+  });
+});
