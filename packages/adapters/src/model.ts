@@ -98,7 +98,7 @@ function checkNothingMerged(layers: [string, LoRALinear][], what: string): void 
  *   num_attention_heads: 4, num_key_value_heads: 2,
  * }));
  * const names = addAdapter(model, 'chat', { target: ['q_proj', 'v_proj'], rank: 8, alpha: 16, rsLoRA: true });
- * console.log(names.length, model.parameterCount()); // 4 { total: ..., trainable: 1536 }
+ * console.log(names.length, model.parameterCount().trainable); // 4 1792: rank 8 · ((32 + 32) + (32 + 16)) · 2 layers
  * model.dispose();
  * ```
  */
