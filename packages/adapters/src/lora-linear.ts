@@ -217,9 +217,11 @@ export class LoRALinear extends Module {
   private mergedState: { name: string; weight: tf.Tensor } | undefined = undefined;
 
   /**
-   * @param base - the `Linear` to adapt (frozen by this call).
+   * @param base - the `Linear` to adapt: frozen, and from now on its `forward` hands the input to this layer
+   *   (`Linear.setDelegate`).
    * @param adapter - a first adapter (named `adapter.name`, default `"default"`), or none.
-   * @throws {@link @slmkit/core!ConfigError | ConfigError} for a base that is not a `Linear` or an invalid adapter option.
+   * @throws {@link @slmkit/core!ConfigError | ConfigError} for a base that is not a `Linear` or is already wrapped,
+   *   or an invalid adapter option.
    */
   constructor(base: Linear, adapter?: LoRAOptions & { name?: string }) {
     super();
@@ -230,6 +232,13 @@ export class LoRALinear extends Module {
         found: base == null ? base : (base as object).constructor.name,
       });
     }
+    if (base.delegate != null) {
+      throw new ConfigError(`LoRALinear: this Linear already hands its forward to a ${base.delegate.constructor.name}; add adapters to that one`, {
+        field: 'base',
+        expected: 'a Linear without a delegate',
+        found: base.delegate.constructor.name,
+      });
+    }
     this.base = base;
     this.inFeatures = base.inFeatures;
     this.outFeatures = base.outFeatures;
@@ -238,6 +247,8 @@ export class LoRALinear extends Module {
     if (base.bias != null) this.registerParameter('bias', base.bias, { trainable: false });
     this.adapterSet = this.registerModule('adapters', new AdapterSet(new Map()));
     if (adapter != null) this.addAdapter(adapter.name ?? 'default', adapter);
+    // Whoever still calls the Linear (a block built with it, a model it was attached to) gets the adapted output.
+    base.setDelegate(this);
   }
 
   /** The names of the adapters, in the order they were added. */

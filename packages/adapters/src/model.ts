@@ -44,13 +44,12 @@ export function adaptedLayers(model: Module): [string, LoRALinear][] {
 function wrap(model: Module, linear: Linear, names: readonly string[]): LoRALinear {
   if (linear.delegate instanceof LoRALinear) return linear.delegate;
   const modules = new Map(model.namedModules());
-  const lora = new LoRALinear(linear);
+  const lora = new LoRALinear(linear); // becomes the Linear's delegate
   for (const name of names) {
     const dot = name.lastIndexOf('.');
     const parent = modules.get(dot < 0 ? '' : name.slice(0, dot))!;
     parent.replaceModule(name.slice(dot + 1), lora);
   }
-  linear.setDelegate(lora);
   return lora;
 }
 

@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, initBackend, Linear } from '@slmkit/core';
+import { Attention } from '@slmkit/attention';
 import { caseDir } from '@slmkit/fixtures';
 import { CausalLM, configFromHF, fromPretrained, type PretrainedLM } from '@slmkit/models';
 import {
@@ -130,6 +131,20 @@ describe('adapter policies', () => {
     expect(() => deleteAdapter(model, 'two')).toThrow(/no adapter named "two"/);
     ids.dispose();
     model.dispose();
+  });
+
+  it('adds to a LoRALinear a block was built with instead of wrapping it twice', () => {
+    const q = new LoRALinear(new Linear(16, 16, { seed: 1 }), { rank: 2 });
+    const attn = new Attention({ hiddenSize: 16, numHeads: 4, numKVHeads: 2, headDim: 4 }, {
+      qProj: q, kProj: new Linear(16, 8), vProj: new Linear(16, 8), oProj: new Linear(16, 16),
+    });
+    addAdapter(attn, 'second', { target: ['q_proj', 'v_proj'], rank: 2 });
+    expect(adaptedLayers(attn).map(([n, l]) => [n, l === q, l.adapterNames()])).toEqual([
+      ['q_proj', true, ['default', 'second']],
+      ['v_proj', false, ['second']],
+    ]);
+    expect(() => new LoRALinear(q.base)).toThrow(/already hands its forward to a LoRALinear/);
+    attn.dispose();
   });
 
   it('disposes the model with its adapters, merged ones included, without leaking', () => {
