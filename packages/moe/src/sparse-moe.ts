@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError, Module, ShapeError, checkLastDim, type Projection } from '@slmkit/core';
-import { gatherRows, oneHotFloat, scatterAddRows } from './ops.js';
+import { gatherRows, oneHotFloat, scatterAddRows, withoutGradient } from './ops.js';
 import { ExpertList, type Expert } from './experts.js';
 import { loadBalancingLoss, routerZLoss, tokensPerExpert } from './losses.js';
 import { TopKRouter, type RouteOptions, type Routing } from './router.js';
@@ -487,12 +487,14 @@ export class SparseMoE extends Module {
     return y;
   }
 
-  /** 1 for the assignments within capacity, 0 for the dropped ones, on the device: `[N, k]`. */
+  /** 1 for the assignments within capacity, 0 for the dropped ones, on the device: `[N, k]`; no gradient. */
   private keepMask(experts: tf.Tensor2D, N: number): tf.Tensor {
     const E = this.numExperts;
-    const flat = oneHotFloat(tf.reshape(experts, [-1]), E); // [N·k, E]
-    const before = tf.cumsum(flat, 0, true); // [N·k, E]: earlier assignments to each expert
-    const position = tf.sum(tf.mul(before, flat), -1); // [N·k]: this assignment's place in its expert's queue
-    return tf.reshape(tf.cast(tf.less(position, this.capacity(N)), 'float32'), [N, this.topK]); // [N, k]
+    return withoutGradient(experts, (chosen) => {
+      const flat = oneHotFloat(tf.reshape(chosen, [-1]), E); // [N·k, E]
+      const before = tf.cumsum(flat, 0, true); // [N·k, E]: earlier assignments to each expert
+      const position = tf.sum(tf.mul(before, flat), -1); // [N·k]: this assignment's place in its expert's queue
+      return tf.reshape(tf.cast(tf.less(position, this.capacity(N)), 'float32'), [N, this.topK]); // [N, k]
+    });
   }
 }
