@@ -103,9 +103,7 @@ describe.each(['cpu', 'wasm'] as const)('MoE models on %s', (backend) => {
     expect(tf.memory().numTensors).toBe(before);
 
     const optimizer = tf.train.sgd(1e-3);
-    // The embedding is left out: tfjs's gather gradient needs UnsortedSegmentSum, which tfjs-backend-wasm lacks
-    // (a limitation of core's Embedding, not of the MoE blocks, whose gathers carry their own gradient).
-    const params = model.trainableParameters().filter((v) => v !== model.model.embedTokens.weight);
+    const params = model.trainableParameters();
     const { value, grads } = tf.variableGrads(() => {
       const collected: tf.Tensor2D[] = [];
       const out = model.forward(ids, { routerLogits: collected }); // [B, L, V]
