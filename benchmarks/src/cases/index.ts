@@ -12,10 +12,11 @@ import { cases as mlp } from './mlp.js';
 import { cases as model } from './model.js';
 import { cases as moe } from './moe.js';
 import { cases as norm } from './norm.js';
+import { cases as quant } from './quant.js';
 import { cases as rotary } from './rotary.js';
 import { cases as ssm } from './ssm.js';
 import { cases as ssd } from './ssd.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...adapters, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...adapters, ...quant, ...model];
 checkUniqueIds(allCases);

@@ -35,37 +35,72 @@ function packedOf(attrs: QuantAttrs, packed: Int32Array, scales: Float32Array, z
 }
 
 /**
- * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time: the channel's row of `Ŵ` is decoded into a buffer of
- * `in` floats (never the whole matrix) and dotted with every input row.
+ * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time, never building `Ŵ`: each word of the channel's row
+ * is read once and its codes are multiplied into every input row as they are unpacked. One loop per scheme, so the
+ * inner loops hold no branch.
  */
 function quantMatMulLoop(x: Float32Array, N: number, q: PackedWeight, bias: Float32Array, out: Float32Array): void {
-  const { inFeatures: I, outFeatures: O, scheme } = q;
-  const per = CODES_PER_WORD[scheme];
-  const words = wordsPerRow(scheme, I);
-  const groups = scheme === 'int4' ? Math.ceil(I / q.groupSize) : 1;
-  const row = new Float32Array(I);
+  const { inFeatures: I, outFeatures: O } = q;
+  const words = wordsPerRow(q.scheme, I);
+  const acc = new Float64Array(N);
   const hasBias = bias.length > 0;
+  const packed = q.packed;
+  const scales = q.scales;
   for (let o = 0; o < O; o++) {
+    acc.fill(0);
     const base = o * words;
-    for (let w = 0; w < words; w++) {
-      const word = q.packed[base + w];
-      const end = Math.min(per, I - w * per);
-      for (let k = 0; k < end; k++) {
-        const i = w * per + k;
-        if (scheme === 'int8') row[i] = q.scales[o] * ((word << (24 - 8 * k)) >> 24);
-        else if (scheme === 'int4') {
-          const g = o * groups + ((i / q.groupSize) | 0);
-          row[i] = q.scales[g] * (((word >>> (4 * k)) & 15) - ((q.zeros[g >> 3] >>> (4 * (g & 7))) & 15));
-        } else row[i] = q.scales[0] * (((word >>> (2 * k)) & 3) - 1);
+    if (q.scheme === 'int8') {
+      for (let w = 0; w < words; w++) {
+        const word = packed[base + w];
+        const c0 = (word << 24) >> 24;
+        const c1 = (word << 16) >> 24;
+        const c2 = (word << 8) >> 24;
+        const c3 = word >> 24;
+        const i = 4 * w;
+        if (i + 4 <= I) {
+          for (let n = 0; n < N; n++) {
+            const xo = n * I + i;
+            acc[n] += c0 * x[xo] + c1 * x[xo + 1] + c2 * x[xo + 2] + c3 * x[xo + 3];
+          }
+        } else {
+          const codes = [c0, c1, c2, c3];
+          for (let n = 0; n < N; n++) for (let k = 0; i + k < I; k++) acc[n] += codes[k] * x[n * I + i + k];
+        }
+      }
+      const s = scales[o];
+      for (let n = 0; n < N; n++) acc[n] *= s;
+    } else if (q.scheme === 'int4') {
+      // Σ_g s_g (Σ_{i∈g} q_i x_i − z_g Σ_{i∈g} x_i), group by group.
+      const G = q.groupSize;
+      const groups = Math.ceil(I / G);
+      for (let g = 0; g < groups; g++) {
+        const f = o * groups + g;
+        const z = (q.zeros[f >> 3] >>> (4 * (f & 7))) & 15;
+        const s = scales[f];
+        const from = g * G;
+        const to = Math.min(I, from + G);
+        for (let n = 0; n < N; n++) {
+          let dot = 0;
+          let sum = 0;
+          const xo = n * I;
+          for (let i = from; i < to; i++) {
+            const xi = x[xo + i];
+            dot += ((packed[base + (i >> 3)] >>> ((i & 7) << 2)) & 15) * xi;
+            sum += xi;
+          }
+          acc[n] += s * (dot - z * sum);
+        }
+      }
+    } else {
+      for (let n = 0; n < N; n++) {
+        let dot = 0;
+        const xo = n * I;
+        for (let i = 0; i < I; i++) dot += (((packed[base + (i >> 4)] >>> ((i & 15) << 1)) & 3) - 1) * x[xo + i];
+        acc[n] = scales[0] * dot;
       }
     }
     const b = hasBias ? bias[o] : 0;
-    for (let n = 0; n < N; n++) {
-      let acc = 0;
-      const xo = n * I;
-      for (let i = 0; i < I; i++) acc += x[xo + i] * row[i];
-      out[n * O + o] = acc + b;
-    }
+    for (let n = 0; n < N; n++) out[n * O + o] = acc[n] + b;
   }
 }
 
