@@ -207,6 +207,91 @@ export abstract class AttentionCache {
     return { ...this.settings(), length: this.seen, keyPositions: this.positions.slice(), keys: await read(this.keys), values: await read(this.values) };
   }
 
+  /**
+   * Whether {@link AttentionCache.truncate | truncate(length)} can bring this cache back to the state of one that
+   * saw only the first `length` positions: now (`appended` 0), or after `appended` more positions have gone in. A
+   * {@link KVCache} always can; a {@link SlidingWindowCache} can while every position that state holds is still held
+   * (a position that rolled out of the window is gone), so it can no longer roll back far once it has evicted.
+   * Speculative decoding asks this before a step to decide whether it needs a clone to roll back to.
+   *
+   * @param length - the positions to keep, `0 ≤ length ≤ this.length + appended`.
+   * @param appended - positions to be appended first (default 0).
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { KVCache, SlidingWindowCache } from '@slmkit/attention';
+   * const full = new KVCache(), window = new SlidingWindowCache(4);
+   * tf.tidy(() => {
+   *   for (const c of [full, window]) c.update(tf.ones([1, 1, 6, 2]) as tf.Tensor4D, tf.ones([1, 1, 6, 2]) as tf.Tensor4D);
+   * });
+   * console.log(full.canTruncate(3), window.canTruncate(3), window.canTruncate(6, 2)); // true false false
+   * full.dispose();
+   * window.dispose();
+   * ```
+   */
+  canTruncate(length: number, appended = 0): boolean {
+    if (this.wasDisposed || !Number.isInteger(length) || !Number.isInteger(appended) || appended < 0) return false;
+    if (length < 0 || length > this.seen + appended) return false;
+    const extra = Array.from({ length: appended }, (_, t) => this.seen + t);
+    const after = [...this.positions, ...extra];
+    const held = new Set(this.retained(after).map((i) => after[i]));
+    const range = Array.from({ length }, (_, p) => p);
+    return this.retained(range).every((i) => held.has(range[i]));
+  }
+
+  /**
+   * Rolls the cache back to the state of one that saw only the first `length` positions: later positions are
+   * dropped, `length` becomes `length`. What speculative decoding does with the positions of rejected draft tokens.
+   * The dropped keys and values are freed.
+   *
+   * @throws {@link @slmkit/core!ConfigError | ConfigError} when the cache was disposed, `length` is not an integer in
+   *   `[0, this.length]`, or the cache no longer holds a position that state needs (see
+   *   {@link AttentionCache.canTruncate}).
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { KVCache } from '@slmkit/attention';
+   * const cache = new KVCache();
+   * tf.tidy(() => { cache.update(tf.ones([1, 2, 5, 4]) as tf.Tensor4D, tf.ones([1, 2, 5, 4]) as tf.Tensor4D); });
+   * cache.truncate(3);
+   * console.log(cache.length, cache.keyPositions); // 3 [0, 1, 2]
+   * cache.dispose();
+   * ```
+   */
+  truncate(length: number): void {
+    this.checkAlive();
+    if (!Number.isInteger(length) || length < 0 || length > this.seen) {
+      throw new ConfigError(`${this.constructor.name}.truncate: length must be an integer in [0, ${this.seen}], found ${String(length)}`, {
+        field: 'length',
+        expected: `an integer in [0, ${this.seen}]`,
+        found: length,
+      });
+    }
+    if (!this.canTruncate(length)) {
+      throw new ConfigError(
+        `${this.constructor.name}.truncate: cannot roll back to ${length} positions: positions it needs have left the window (held: ${this.positions[0]}…${this.positions[this.positions.length - 1]})`,
+        { field: 'length', expected: 'a length whose positions are still held', found: length },
+      );
+    }
+    if (length === this.seen) return;
+    const kept = this.positions.map((p, i) => [p, i] as const).filter(([p]) => p < length);
+    const indices = this.retained(kept.map(([p]) => p)).map((i) => kept[i][1]);
+    const old = [this.keys, this.values];
+    if (indices.length === 0) {
+      this.keys = null;
+      this.values = null;
+    } else {
+      const [keys, values] = tf.tidy(() => [selectPositions(this.keys!, indices), selectPositions(this.values!, indices)]); // [B, KV, kept, D]
+      this.keys = tf.keep(keys) as tf.Tensor4D;
+      this.values = tf.keep(values) as tf.Tensor4D;
+    }
+    tf.dispose(old.filter((t): t is tf.Tensor4D => t != null));
+    this.positions = indices.map((i) => this.positions[i]);
+    this.seen = length;
+  }
+
   /** The kind and constructor settings, for {@link AttentionCache.snapshot}. */
   protected abstract settings(): Pick<CacheSnapshot, 'kind' | 'window' | 'prefixLength'>;
 

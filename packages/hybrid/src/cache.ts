@@ -118,6 +118,70 @@ export class HybridCache {
     return copy;
   }
 
+  /**
+   * Whether {@link HybridCache.truncate | truncate(length)} is possible now, or after `appended` more positions:
+   * every attention part must be able to (a sliding window that evicted a needed position cannot), and an SSM part
+   * only allows the current length with nothing appended, since a recurrent state cannot be un-applied. A stack
+   * with a Mamba layer therefore rolls back by going on from a {@link HybridCache.clone} taken before.
+   *
+   * @example
+   * ```ts
+   * import { KVCache } from '@slmkit/attention';
+   * import { SsmState } from '@slmkit/ssm';
+   * import { HybridCache } from '@slmkit/hybrid';
+   * const attentionOnly = new HybridCache([{ attention: new KVCache() }]);
+   * const withMamba = new HybridCache([{ ssm: new SsmState() }, { attention: new KVCache() }]);
+   * console.log(attentionOnly.canTruncate(0, 4), withMamba.canTruncate(0, 4)); // true false
+   * attentionOnly.dispose();
+   * withMamba.dispose();
+   * ```
+   */
+  canTruncate(length: number, appended = 0): boolean {
+    if (this.disposed) return false;
+    return this.layers.every(
+      (l) =>
+        (l.ssm == null || (appended === 0 && length === this.seen)) &&
+        (l.attention?.canTruncate(length, appended) ?? true) &&
+        (l.shared?.canTruncate(length, appended) ?? true),
+    );
+  }
+
+  /**
+   * Rolls every layer back to the state after the first `length` positions (meta tokens included); what
+   * speculative decoding does with the positions of rejected draft tokens.
+   *
+   * @throws `ConfigError` naming `length` when {@link HybridCache.canTruncate} says no; nothing is changed then.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { KVCache } from '@slmkit/attention';
+   * import { HybridCache } from '@slmkit/hybrid';
+   * const attention = new KVCache();
+   * tf.tidy(() => { attention.update(tf.ones([1, 1, 3, 2]) as tf.Tensor4D, tf.ones([1, 1, 3, 2]) as tf.Tensor4D); });
+   * const cache = new HybridCache([{ attention }]);
+   * cache.advance(3);
+   * cache.truncate(1);
+   * console.log(cache.length, attention.length); // 1 1
+   * cache.dispose();
+   * ```
+   */
+  truncate(length: number): void {
+    if (!this.canTruncate(length)) {
+      const why = this.layers.some((l) => l.ssm != null) ? 'an SSM state cannot be rolled back (keep a clone() from before)' : 'a sliding window no longer holds the positions that state needs';
+      throw new ConfigError(`HybridCache.truncate: cannot roll back from ${this.seen} to ${String(length)} positions: ${why}`, {
+        field: 'length',
+        expected: `a length this cache can roll back to (at most ${this.seen})`,
+        found: length,
+      });
+    }
+    for (const l of this.layers) {
+      l.attention?.truncate(length);
+      l.shared?.truncate(length);
+    }
+    this.seen = length;
+  }
+
   /** Frees every layer's tensors. Safe to call twice. */
   dispose(): void {
     for (const l of this.layers) {

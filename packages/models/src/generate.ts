@@ -8,7 +8,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '@slmkit/core';
 import type { CausalLM } from './causal-lm.js';
-import { createSampler, stopTokenSet, streamFromCallbacks, validateSamplingOptions, type SamplingOptions } from './generation/sampling.js';
+import { createRng, createSampler, isGreedy, stopTokenSet, streamFromCallbacks, validateSamplingOptions, type SamplingOptions } from './generation/sampling.js';
+import { speculativeDecode, type SpeculativeLM, type SpeculativeStats } from './generation/speculative.js';
 
 /**
  * Turns text into ids and back: what {@link CausalLM.generate} needs to accept a string prompt. Any tokenizer with
@@ -90,6 +91,17 @@ export interface GenerateOptions extends SamplingOptions {
   attentionMask?: number[][];
   /** Also return the raw logits of every step (before any processor) in {@link GenerateOutput.stepLogits}. */
   returnLogits?: boolean;
+  /**
+   * A draft model for speculative decoding (Leviathan et al. 2023): it proposes `numDraftTokens` tokens, this model
+   * checks them in one forward and keeps the prefix it agrees with. The output is the same as without a draft
+   * (greedy: identical tokens; sampling: the same distribution, not the same draws); only the speed changes, with
+   * how often the draft is right ({@link GenerateOutput.speculative}). Any model with the same vocabulary size
+   * fits, of any family (a Mamba draft for a transformer, a transformer draft for a hybrid). One row only: caches
+   * hold one length for the whole batch, so rows that accept different numbers of drafts cannot share one.
+   */
+  draft?: SpeculativeLM;
+  /** Tokens the draft proposes per target forward (a positive integer; default 4). Only with `draft`. */
+  numDraftTokens?: number;
 }
 
 /**
@@ -114,6 +126,8 @@ export interface GenerateOutput {
   stepLogits?: Float32Array[];
   /** With a string prompt: the decoded new tokens of each row. */
   text?: string[];
+  /** With a `draft`: how many drafts were proposed and accepted, and the new tokens per target forward. */
+  speculative?: SpeculativeStats;
 }
 
 function optionError(field: string, expected: string, found: unknown): never {
@@ -210,6 +224,27 @@ async function readInput<C extends { dispose(): void }>(
   return { rows: rows.map((r) => r.slice()), mask, fromText: false };
 }
 
+/** Validates `draft` and `numDraftTokens`: the draft must be a {@link SpeculativeLM} of the target's vocabulary size. */
+function checkDraft<C extends { dispose(): void }>(model: GenerativeLM<C>, options: GenerateOptions): SpeculativeLM | null {
+  const { draft, numDraftTokens } = options;
+  if (draft == null) {
+    if (numDraftTokens !== undefined) optionError('numDraftTokens', 'given only with a draft model', numDraftTokens);
+    return null;
+  }
+  if (numDraftTokens !== undefined && !(Number.isInteger(numDraftTokens) && numDraftTokens > 0)) optionError('numDraftTokens', 'a positive integer', numDraftTokens);
+  const speculative = (m: unknown): boolean =>
+    m != null &&
+    typeof m === 'object' &&
+    ['forward', 'forwardLast', 'createCache'].every((f) => typeof (m as Record<string, unknown>)[f] === 'function') &&
+    typeof (m as { config?: { vocabSize?: unknown } }).config?.vocabSize === 'number';
+  if (!speculative(draft)) optionError('draft', 'a model with forward, forwardLast and createCache (CausalLM, MambaLM, Mamba2LM, HybridLM)', typeof draft);
+  if (!speculative(model)) optionError('draft', 'used with a target that has forward and createCache', 'a target without them');
+  if (draft.config.vocabSize !== model.config.vocabSize) {
+    optionError('draft', `a model with the target's vocabulary size (${model.config.vocabSize})`, `vocabSize ${draft.config.vocabSize}`);
+  }
+  return draft;
+}
+
 /**
  * The generation loop behind {@link CausalLM.generate}; see there. Every tensor it makes is freed, the cache
  * included, whether it ends normally or by an error.
@@ -224,6 +259,22 @@ async function readInput<C extends { dispose(): void }>(
  * const out = await generate(model, [[1, 2, 3], [4, 5, 6]], { maxNewTokens: 3, stopTokens: [] });
  * console.log(out.tokens.map((r) => r.length)); // [3, 3]
  * model.dispose();
+ * ```
+ *
+ * @example
+ * Speculative decoding: a one-layer draft proposes 4 tokens per step, the target checks them in one forward. The
+ * greedy tokens are the target's own; `speculative` says how often the draft was right.
+ * ```ts
+ * import { CausalLM, MambaLM, configFromHF, generate, mambaConfigFromHF } from '@slmkit/models';
+ * const target = new CausalLM(configFromHF({
+ *   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+ *   num_attention_heads: 4,
+ * }));
+ * const draft = new MambaLM(mambaConfigFromHF({ model_type: 'mamba', vocab_size: 64, hidden_size: 16, num_hidden_layers: 1, state_size: 4 }));
+ * const out = await generate(target, [[1, 2, 3]], { maxNewTokens: 8, stopTokens: [], draft, numDraftTokens: 4 });
+ * console.log(out.speculative?.acceptanceRate, out.speculative?.tokensPerTargetForward);
+ * target.dispose();
+ * draft.dispose();
  * ```
  */
 export async function generate<C extends { dispose(): void }>(model: GenerativeLM<C>, input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
@@ -242,10 +293,33 @@ export async function generate<C extends { dispose(): void }>(model: GenerativeL
     seed: options.seed,
   });
 
+  const draft = checkDraft(model, options);
+
   const { rows, mask, fromText } = await readInput(model, input, options.attentionMask);
   const B = rows.length;
   const T = rows[0].length;
   const V = model.config.vocabSize;
+  if (draft != null) {
+    if (B !== 1) optionError('ids', 'a single row with a draft (speculative decoding keeps one cache length per batch)', `${B} rows`);
+    if (mask != null) optionError('attentionMask', 'absent or all 1 with a draft (one row needs no padding)', 'left padding');
+    const run = await speculativeDecode({
+      target: model as unknown as SpeculativeLM,
+      draft,
+      prompt: rows[0],
+      maxNewTokens,
+      numDraftTokens: options.numDraftTokens ?? 4,
+      sampling: sampler.options,
+      greedy: sampler.greedy,
+      rng: createRng(options.seed ?? Math.floor(Math.random() * 0x1_0000_0000)),
+      stops,
+      onToken,
+      returnLogits: returnLogits === true,
+    });
+    const out: GenerateOutput = { tokens: [run.tokens], sequences: [[...rows[0], ...run.tokens]], finishReasons: [run.reason], speculative: run.stats };
+    if (returnLogits === true) out.stepLogits = run.stepLogits;
+    if (fromText) out.text = [model.tokenizer!.decode(run.tokens)];
+    return out;
+  }
   // Real tokens of each row (the prompt without its padding), then the new tokens.
   const history = rows.map((r, b) => (mask == null ? r.slice() : r.filter((_, t) => mask[b][t] === 1)));
   const tokens: number[][] = rows.map(() => []);

@@ -16,6 +16,7 @@ export * from './causal-lm.js';
 export * from './generate.js';
 export * from './pretrained.js';
 export * from './generation/sampling.js';
+export { acceptDraft, type SpeculativeCache, type SpeculativeLM, type SpeculativeStats } from './generation/speculative.js';
 export * from './presets.js';
 export * from './count.js';
 export * from './tokenizer.js';

@@ -63,6 +63,47 @@ export class MambaCache<S extends tf.Tensor = tf.Tensor3D> {
     return copy;
   }
 
+  /**
+   * Whether {@link MambaCache.truncate | truncate(length)} is possible: only to the current length with nothing
+   * appended, because a recurrent state cannot be un-applied. To roll back, keep a {@link MambaCache.clone} from
+   * before and go on from it (what speculative decoding does).
+   *
+   * @example
+   * ```ts
+   * import { MambaCache } from '@slmkit/models';
+   * const cache = new MambaCache(2);
+   * console.log(cache.canTruncate(0), cache.canTruncate(0, 1)); // true false
+   * cache.dispose();
+   * ```
+   */
+  canTruncate(length: number, appended = 0): boolean {
+    return !this.isDisposed && appended === 0 && length === this.length;
+  }
+
+  /**
+   * A no-op when `length` is the current length; anything else throws, since a recurrent state cannot be rolled
+   * back (see {@link MambaCache.canTruncate}).
+   *
+   * @throws `ConfigError` naming `length` for any other length.
+   *
+   * @example
+   * ```ts
+   * import { MambaCache } from '@slmkit/models';
+   * const cache = new MambaCache(2);
+   * cache.truncate(0); // nothing to drop
+   * cache.dispose();
+   * ```
+   */
+  truncate(length: number): void {
+    if (!this.canTruncate(length)) {
+      throw new ConfigError(`MambaCache.truncate: a recurrent state cannot be rolled back from ${this.length} to ${String(length)} positions (keep a clone() from before instead)`, {
+        field: 'length',
+        expected: `${this.length} (the current length)`,
+        found: length,
+      });
+    }
+  }
+
   /** Frees every layer's tensors. Safe to call twice. */
   dispose(): void {
     for (const l of this.layers) l.dispose();

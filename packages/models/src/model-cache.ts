@@ -91,6 +91,53 @@ export class ModelCache {
     return new ModelCache(this.layers.map((c) => c.clone()));
   }
 
+  /**
+   * Whether {@link ModelCache.truncate | truncate(length)} is possible now, or after `appended` more positions:
+   * true when every layer's cache can (see `AttentionCache.canTruncate`; a sliding-window layer cannot once it has
+   * evicted a position that state needs).
+   *
+   * @example
+   * ```ts
+   * import { ModelCache } from '@slmkit/models';
+   * const cache = ModelCache.forWindows([null, 4]);
+   * console.log(cache.canTruncate(1, 3), cache.canTruncate(1, 5)); // true false
+   * cache.dispose();
+   * ```
+   */
+  canTruncate(length: number, appended = 0): boolean {
+    return this.layers.every((c) => c.canTruncate(length, appended));
+  }
+
+  /**
+   * Rolls every layer back to the state after the first `length` positions (speculative decoding drops the
+   * positions of rejected draft tokens this way).
+   *
+   * @throws `ConfigError` when a layer cannot (see {@link ModelCache.canTruncate}); no layer is changed then.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { CausalLM, configFromHF } from '@slmkit/models';
+   * const model = new CausalLM(configFromHF({
+   *   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
+   *   num_attention_heads: 4,
+   * }));
+   * const cache = model.createCache();
+   * const ids = tf.tensor2d([[1, 2, 3, 4, 5]], undefined, 'int32');
+   * tf.dispose(model.forward(ids, { cache }));
+   * cache.truncate(3); // as if only [1, 2, 3] had been fed
+   * console.log(cache.length); // 3
+   * tf.dispose(ids);
+   * cache.dispose();
+   * model.dispose();
+   * ```
+   */
+  truncate(length: number): void {
+    const stuck = this.layers.findIndex((c) => !c.canTruncate(length));
+    if (stuck >= 0) this.layers[stuck].truncate(length); // throws the layer's error, naming the reason
+    for (const c of this.layers) c.truncate(length);
+  }
+
   /** Frees every layer's tensors. Safe to call twice. */
   dispose(): void {
     for (const c of this.layers) c.dispose();
