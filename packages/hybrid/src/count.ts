@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { ConfigError } from '@slmkit/core';
 import { validateHybridSpec, type HybridSpec, type LayerSpec } from './spec.js';
 
 /**
@@ -94,8 +93,7 @@ function feedForwardParameters(spec: HybridSpec, layer: LayerSpec): { total: num
  * planning a custom stack. Every layer's input norm, mixer, feed-forward norm and feed-forward, the embeddings, the
  * LM head unless tied, the final norm and the meta tokens.
  *
- * @throws {@link @slmkit/core!ConfigError | ConfigError} for an invalid spec (see `validateHybridSpec`), or one with
- *   Zamba shared blocks (their count is not covered here).
+ * @throws {@link @slmkit/core!ConfigError | ConfigError} for an invalid spec (see `validateHybridSpec`).
  *
  * @example
  * ```ts
@@ -113,13 +111,6 @@ export function countHybridParameters(spec: HybridSpec): HybridParameterCount {
   // A language model's config (`HybridLMConfig`) is a spec plus its `family`: count it as its spec.
   const { family: _family, ...plain } = spec as HybridSpec & { family?: unknown };
   validateHybridSpec(plain);
-  if ((spec.sharedBlocks?.length ?? 0) > 0) {
-    throw new ConfigError('countHybridParameters: specs with shared blocks (Zamba) are not counted yet', {
-      field: 'sharedBlocks',
-      expected: 'absent or empty',
-      found: spec.sharedBlocks!.length,
-    });
-  }
   const D = spec.hiddenSize;
   const embeddings = spec.vocabSize * D;
   const lmHead = spec.tieWordEmbeddings ? 0 : spec.vocabSize * D;
@@ -135,6 +126,15 @@ export function countHybridParameters(spec: HybridSpec): HybridParameterCount {
     skipped += ff.total - ff.active;
     norms += D + (layer.feedForward === 'none' ? 0 : D);
   }
+  // Zamba's shared blocks, once each however many layers apply them: attention over [hidden ; embeddings] (2D
+  // wide in, D out), a dense MLP, their two norms; and each applying layer's own `linear` (D → D).
+  for (const block of spec.sharedBlocks ?? []) {
+    const attention = 2 * D * block.numHeads * block.headDim + 2 * (2 * D * block.numKVHeads * block.headDim) + block.numHeads * block.headDim * D;
+    mixers += attention;
+    feedForwards += 3 * D * spec.mlp!.intermediateSize;
+    norms += 2 * D + D;
+  }
+  mixers += spec.layers.filter((l) => l.sharedBlock != null).length * D * D;
   const total = embeddings + lmHead + metaTokens + mixers + feedForwards + norms;
   return { total, embeddings, lmHead, metaTokens, mixers, feedForwards, norms, activePerToken: total - skipped };
 }

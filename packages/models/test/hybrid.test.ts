@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caseDir, loadCase } from '@slmkit/fixtures';
+import { countHybridParameters } from '@slmkit/hybrid';
 import { HybridLM, fromPretrained, type FromPretrainedOptions } from '../src/index.js';
 import { BACKENDS, maxAbsDiff, take, tolerance, useBackend } from './helpers.js';
 
@@ -59,3 +60,13 @@ describe.each(BACKENDS)('hybrid families on %s', (backend) => {
     });
   });
 });
+
+describe('hybrid parameter counts', () => {
+  it.each(FAMILIES)('%s: counted from its config alone, equal to what the model holds (each shared tensor once)', async (family, options) => {
+    await useBackend('cpu');
+    const model = (await fromPretrained(caseDir(family), { ...options, tokenizer: false })) as HybridLM;
+    expect(countHybridParameters(model.config).total).toBe(model.parameterCount().total);
+    model.dispose();
+  });
+});
+
