@@ -106,7 +106,8 @@ export async function main(argv: string[], io: Io = { write: (s) => void process
     const params = model.parameterCount().total;
     const heads = model instanceof CausalLM ? `, ${model.config.numHeads} heads / ${model.config.numKVHeads} KV heads` : '';
     say(`${checkpoint}`);
-    say(`  ${c.family}: ${c.numLayers} layers, d=${c.hiddenSize}${heads}, vocab ${c.vocabSize}, ` +
+    const layers = 'layers' in c ? c.layers.length : c.numLayers; // a hybrid's config lists its layers
+    say(`  ${c.family}: ${layers} layers, d=${c.hiddenSize}${heads}, vocab ${c.vocabSize}, ` +
       `${params.toLocaleString('en-US')} parameters; loaded in ${loadMs.toFixed(0)} ms on ${info.name}`);
     const tokenizer = model.tokenizer instanceof Tokenizer ? model.tokenizer : undefined;
 

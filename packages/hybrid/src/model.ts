@@ -40,8 +40,17 @@ export interface HybridForwardOptions {
   scanImplementation?: SelectiveScanOptions['implementation'];
 }
 
-/** A layer as the model runs it. */
-type StackLayer = Module & { forward(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D };
+/**
+ * A layer of a {@link HybridModel} as the model runs it: a `HybridLayer`, or a family's own layer (Zamba's hybrid
+ * layer) with the same call.
+ *
+ * @example
+ * ```ts
+ * import type { StackLayer } from '@slmkit/hybrid';
+ * const describe = (layer: StackLayer) => layer.namedParameters().length;
+ * ```
+ */
+export type StackLayer = Module & { forward(x: tf.Tensor3D, ctx: LayerContext): tf.Tensor3D };
 
 /**
  * The body of a hybrid model (registered as `model` by the language model): `embed_tokens`, `layers.<i>` and
@@ -178,10 +187,11 @@ export class HybridModel extends Module {
     const [B, T] = ids.shape;
     const { cache, attentionMask } = options;
     if (cache != null && (!(cache instanceof HybridCache) || cache.layers.length !== this.layers.length || cache.isDisposed)) {
-      throw new ConfigError(`HybridModel: cache must be a live HybridCache of ${this.layers.length} layers (from createCache())`, {
+      const found = cache instanceof HybridCache ? `${cache.layers.length} layers${cache.isDisposed ? ', disposed' : ''}` : typeof cache;
+      throw new ConfigError(`HybridModel: cache must be a live HybridCache of ${this.layers.length} layers (from createCache()), found ${found}`, {
         field: 'cache',
         expected: `a HybridCache of ${this.layers.length} layers`,
-        found: cache instanceof HybridCache ? `${cache.layers.length} layers${cache.isDisposed ? ', disposed' : ''}` : typeof cache,
+        found,
       });
     }
     const offset = cache?.length ?? 0;
