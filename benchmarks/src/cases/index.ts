@@ -14,9 +14,10 @@ import { cases as moe } from './moe.js';
 import { cases as norm } from './norm.js';
 import { cases as quant } from './quant.js';
 import { cases as rotary } from './rotary.js';
+import { cases as speculative } from './speculative.js';
 import { cases as ssm } from './ssm.js';
 import { cases as ssd } from './ssd.js';
 
 /** All cases, in the order a run executes them. */
-export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...adapters, ...quant, ...model];
+export const allCases: readonly BenchCase[] = [...linear, ...linearLayout, ...mlp, ...norm, ...rotary, ...embedding, ...attention, ...ssm, ...ssd, ...moe, ...adapters, ...quant, ...model, ...speculative];
 checkUniqueIds(allCases);
