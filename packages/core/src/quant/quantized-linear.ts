@@ -10,6 +10,7 @@ import { defineFusedOp, registerFusedKernel } from '../kernels.js';
 import { Module } from '../module.js';
 import { Linear } from '../layers/linear.js';
 import { CODES_PER_WORD, dequantizeWeight, quantizeWeight, wordsPerRow, type PackedWeight, type QuantScheme } from './formats.js';
+import { quantMatMulSimd } from './wasm/quant-simd.js';
 
 /** The fused op's kernel name. */
 const KERNEL = 'SlmkitQuantMatMul';
@@ -35,11 +36,12 @@ function packedOf(attrs: QuantAttrs, packed: Int32Array, scales: Float32Array, z
 }
 
 /**
- * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time, never building `Ŵ`: each word of the channel's row
- * is read once and its codes are multiplied into every input row as they are unpacked. One loop per scheme, so the
- * inner loops hold no branch.
+ * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time, never building `Ŵ`. int8, and int4 with groups of a
+ * multiple of 32, run on WebAssembly SIMD (`wasm/quant.wat`); otherwise each word of the channel's row is read once
+ * and its codes are multiplied into every input row as they are unpacked, one loop per scheme.
  */
 function quantMatMulLoop(x: Float32Array, N: number, q: PackedWeight, bias: Float32Array, out: Float32Array): void {
+  if (quantMatMulSimd(x, N, q, bias, out)) return;
   const { inFeatures: I, outFeatures: O } = q;
   const words = wordsPerRow(q.scheme, I);
   const acc = new Float64Array(N);

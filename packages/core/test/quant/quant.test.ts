@@ -9,10 +9,10 @@ import { GatedMLP } from '../../src/layers/mlp.js';
 import { Linear } from '../../src/layers/linear.js';
 import { dequantizeWeight, quantizeWeight, weightCode, zeroPoint, type QuantScheme } from '../../src/quant/formats.js';
 import { QuantizedLinear } from '../../src/quant/quantized-linear.js';
+import { quantMatMulSimd, setQuantSimd } from '../../src/quant/wasm/quant-simd.js';
 import { quantize } from '../../src/quant/quantize.js';
 import { backends, randn } from '../layers/helpers.js';
 
-const SCHEMES: QuantScheme[] = ['int8', 'int4', 'ternary'];
 
 describe('weight formats', () => {
   const O = 5;
@@ -95,15 +95,21 @@ describe('weight formats', () => {
 });
 
 describe('QuantizedLinear', () => {
-  it.each(SCHEMES)('%s: the fused matmul equals x Ŵᵀ + b in float64 on every backend, with and without bias', async (scheme) => {
-    const I = 37;
+  // int4 with groups of 8 runs the typed-array loop, with groups of 32 the SIMD kernel (int8 is SIMD either way;
+  // "no SIMD" forces the loops). I = 70 is no multiple of 32: the SIMD rows are padded.
+  const variants: [QuantScheme, number, boolean][] = [
+    ['int8', 0, true], ['int8', 0, false], ['int4', 8, true], ['int4', 32, true], ['int4', 32, false], ['ternary', 0, true],
+  ];
+  it.each(variants)('%s (group %s, SIMD %s): the fused matmul equals x Ŵᵀ + b in float64 on every backend, with and without bias', async (scheme, groupSize, simd) => {
+    const I = 70;
     const O = 11;
     const xs = randn(3 * I, 21);
+    setQuantSimd(simd);
     for (const name of await backends()) {
       await initBackend(name as 'cpu');
       for (const bias of [true, false]) {
         const linear = new Linear(I, O, { bias, seed: 5 });
-        const q = QuantizedLinear.fromLinear(linear, { scheme, groupSize: 8 });
+        const q = QuantizedLinear.fromLinear(linear, { scheme, groupSize: groupSize || 64 });
         const deq = dequantizeWeight(q.packedWeight());
         const b = bias ? ((await linear.bias!.data()) as Float32Array) : null;
         const before = tf.memory().numTensors;
@@ -127,7 +133,18 @@ describe('QuantizedLinear', () => {
         linear.dispose();
       }
     }
+    setQuantSimd(true);
     await initBackend('cpu');
+  });
+
+  it('runs int8 and int4 (groups of 32) on WebAssembly SIMD here, and leaves other weights to the loops', () => {
+    const w = Float32Array.from(randn(4 * 64, 3));
+    const x = Float32Array.from(randn(64, 4));
+    const out = new Float32Array(4);
+    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int8'), new Float32Array(0), out)).toBe(true);
+    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int4', 32), new Float32Array(0), out)).toBe(true);
+    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int4', 16), new Float32Array(0), out)).toBe(false);
+    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'ternary'), new Float32Array(0), out)).toBe(false);
   });
 
   it('keeps the leading dimensions and rejects a wrong input width', () => {

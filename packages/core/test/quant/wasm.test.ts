@@ -1,0 +1,11 @@
+// The committed WebAssembly bytes are the assembly of src/quant/wasm/quant.wat (regenerate with `npm run build:wasm`
+// at the root).
+import { expect, it } from 'vitest';
+// @ts-expect-error: a plain JavaScript build script without declarations
+import { MODULES, check } from '../../../../scripts/build-wasm.mjs';
+
+it('quant-wasm.ts holds the assembly of quant.wat', async () => {
+  const entry = (MODULES as { wat: string }[]).find((m) => m.wat.endsWith('quant.wat'));
+  const { expected, found } = await check(entry);
+  expect(found).toBe(expected);
+});
