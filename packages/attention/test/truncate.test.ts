@@ -14,7 +14,7 @@ beforeAll(async () => {
 function feed(cache: AttentionCache, count: number): void {
   const start = cache.length;
   tf.tidy(() => {
-    const pos = tf.range(start, start + count, 1, 'float32').reshape([1, 1, count, 1]); // [1, 1, T, 1]
+    const pos = tf.reshape(tf.range(start, start + count, 1, 'float32'), [1, 1, count, 1]); // [1, 1, T, 1]
     const keys = tf.tile(pos, [2, 2, 1, 3]) as tf.Tensor4D; // [2, 2, T, 3]
     const values = tf.tile(pos, [2, 2, 1, 5]) as tf.Tensor4D; // [2, 2, T, 5]
     cache.update(keys, values);
