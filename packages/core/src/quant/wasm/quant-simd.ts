@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { instantiateWasm } from '../../wasm.js';
 import { QUANT_WASM_BASE64 } from './quant-wasm.js';
 import { wordsPerRow, type PackedWeight } from '../formats.js';
 
@@ -17,17 +18,9 @@ interface QuantExports {
 let instance: QuantExports | null | undefined;
 let enabled = true;
 
+/** The module, instantiated on first use; `null` where WebAssembly SIMD is missing. */
 function quantModule(): QuantExports | null {
-  if (instance !== undefined) return instance;
-  try {
-    const bin = atob(QUANT_WASM_BASE64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    // About 1 KB: small enough for a synchronous compile on a browser's main thread.
-    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as QuantExports;
-  } catch {
-    instance = null;
-  }
+  if (instance === undefined) instance = instantiateWasm<QuantExports>(QUANT_WASM_BASE64);
   return instance;
 }
 

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { instantiateWasm } from '@slmkit/core';
 import { SCAN_WASM_BASE64 } from './scan-wasm.js';
 import type { ScanArrays, ScanDims } from '../scan-math.js';
 
@@ -20,16 +21,7 @@ let enabled = true;
 
 /** The module, instantiated on first use; `null` where WebAssembly SIMD is missing. */
 function scanModule(): ScanExports | null {
-  if (instance !== undefined) return instance;
-  try {
-    const bin = atob(SCAN_WASM_BASE64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    // 655 bytes: small enough for a synchronous compile on a browser's main thread.
-    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as ScanExports;
-  } catch {
-    instance = null;
-  }
+  if (instance === undefined) instance = instantiateWasm<ScanExports>(SCAN_WASM_BASE64);
   return instance;
 }
 
