@@ -8,13 +8,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, Module, RotaryEmbedding, ShapeError, checkPositiveInt, type Projection } from '@slmkit/core';
 import { AttentionCache, SlidingWindowCache, type SharedKV } from './cache.js';
 import { chunkedAttention } from './ops/chunked.js';
+import { fusedAttention, hasFusedAttention } from './ops/fused.js';
 import type { AttentionKernelOptions } from './ops/common.js';
 import type { MaskRules } from './ops/mask.js';
 import { naiveAttention } from './ops/naive.js';
 
 /**
  * Which attention kernel runs: `naive` materialises the `[B, H, T, S]` scores; `chunked` streams key blocks with
- * an online softmax; `auto` picks `chunked` when `T · S` exceeds {@link CHUNKED_THRESHOLD}.
+ * an online softmax; `fused` is one kernel over typed arrays (`cpu` and `wasm`; see {@link fusedAttention});
+ * `auto` picks `fused` where the backend has it, and elsewhere `chunked` when `T · S` exceeds
+ * {@link CHUNKED_THRESHOLD}, `naive` below.
  *
  * @example
  * ```ts
@@ -22,10 +25,25 @@ import { naiveAttention } from './ops/naive.js';
  * const longPrefill: AttentionImplementation = 'chunked';
  * ```
  */
-export type AttentionImplementation = 'auto' | 'naive' | 'chunked';
+export type AttentionImplementation = 'auto' | 'naive' | 'chunked' | 'fused';
 
 /**
- * `auto` runs the chunked kernel when `T · S` (new tokens × keys attended) exceeds this: 256 × 256. Below it the
+ * The kernel `auto` resolves to for `T` new tokens over `S` keys, given whether the backend has the fused kernel.
+ *
+ * @example
+ * ```ts
+ * import { resolveImplementation } from '@slmkit/attention';
+ * console.log(resolveImplementation('auto', 512, 512, false)); // "chunked"
+ * ```
+ */
+export function resolveImplementation(implementation: AttentionImplementation, T: number, S: number, hasFused: boolean): 'naive' | 'chunked' | 'fused' {
+  if (implementation !== 'auto') return implementation;
+  if (hasFused) return 'fused';
+  return T * S > CHUNKED_THRESHOLD ? 'chunked' : 'naive';
+}
+
+/**
+ * On a backend without the fused kernel, `auto` runs the chunked kernel when `T · S` (new tokens × keys attended) exceeds this: 256 × 256. Below it the
  * whole score matrix is small and one batched matmul is faster than a loop of tiles.
  *
  * @example
@@ -353,8 +371,8 @@ export class Attention extends Module {
   readonly isKVConsumer: boolean;
   /** The parts, as given. */
   readonly parts: Readonly<AttentionParts>;
-  /** The kernel the last call ran (`naive` or `chunked`), for reports and benchmarks. */
-  lastImplementation: 'naive' | 'chunked' | undefined;
+  /** The kernel the last call ran (`naive`, `chunked` or `fused`), for reports and benchmarks. */
+  lastImplementation: 'naive' | 'chunked' | 'fused' | undefined;
 
   /**
    * @throws ConfigError when an option is out of range (the message names it with the values, e.g.
@@ -550,7 +568,7 @@ export class Attention extends Module {
     const perRow = Array.isArray(call.positions);
     const rotaryArg = rotary == null ? undefined : call.rotaryTables ?? (perRow ? (call.positions as number[][]) : { offset: queryPositions[0], length: T });
     const S = keyPositions.length;
-    const chosen = implementation === 'auto' ? (T * S > CHUNKED_THRESHOLD ? 'chunked' : 'naive') : implementation;
+    const chosen = resolveImplementation(implementation, T, S, hasFusedAttention());
 
     const result = tf.tidy(() => {
       let q: tf.Tensor;
@@ -598,9 +616,11 @@ export class Attention extends Module {
         keyMask,
       };
       const o =
-        chosen === 'chunked'
-          ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
-          : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
+        chosen === 'fused'
+          ? fusedAttention(qh, kv.keys, kv.values, { ...kernelOptions, implementation: 'fused' })
+          : chosen === 'chunked'
+            ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
+            : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
       const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
       const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, outputSize]
       if (!wantKV) return { output };
@@ -624,7 +644,7 @@ export class Attention extends Module {
     queryPositions: number[];
     keyPositions: number[];
     keyIndexForMask: number[] | null;
-    implementation: 'auto' | 'naive' | 'chunked';
+    implementation: AttentionImplementation;
   } {
     if (call == null || typeof call !== 'object') configError('call', 'call options must be an object', 'an object', call);
     if (!(x instanceof tf.Tensor) || x.rank !== 3) {
@@ -736,7 +756,7 @@ export class Attention extends Module {
 }
 
 function checkImplementation(field: string, value: unknown): asserts value is AttentionImplementation {
-  if (value !== 'auto' && value !== 'naive' && value !== 'chunked') {
-    configError(field, `implementation must be "auto", "naive" or "chunked", found ${JSON.stringify(value)}`, ['auto', 'naive', 'chunked'], value);
+  if (value !== 'auto' && value !== 'naive' && value !== 'chunked' && value !== 'fused') {
+    configError(field, `implementation must be "auto", "naive", "chunked" or "fused", found ${JSON.stringify(value)}`, ['auto', 'naive', 'chunked', 'fused'], value);
   }
 }

@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
-import { CHUNKED_THRESHOLD, chunkedAttention, naiveAttention, type MaskRules } from '../src/index.js';
+import { CHUNKED_THRESHOLD, chunkedAttention, naiveAttention, resolveImplementation, type MaskRules } from '../src/index.js';
 import { build, type Case } from './build.js';
 import { disposeAll, expectClose, randn, take } from './helpers.js';
 
@@ -64,16 +64,18 @@ describe('chunked equals naive through the block', () => {
     attn.dispose();
   });
 
-  it('auto picks chunked above T·S = 256·256 and naive below', async () => {
+  it('auto picks fused on cpu at any length (the T·S = 256·256 rule applies where there is no fused kernel)', async () => {
     expect(CHUNKED_THRESHOLD).toBe(65536);
+    expect(resolveImplementation('auto', 257, 256, false)).toBe('chunked');
+    expect(resolveImplementation('auto', 256, 256, false)).toBe('naive');
     const c: Case = { B: 1, T: 257, D: 4, H: 1, KV: 1, Dh: 4, window: 8, queryBlockSize: 128, keyBlockSize: 128 };
     const { attn, x } = build(c);
     const long = x(1, 257, 1).tensor;
     const y = attn.forward(long);
-    expect(attn.lastImplementation).toBe('chunked');
+    expect(attn.lastImplementation).toBe('fused');
     const short = x(1, 256, 1).tensor;
     const y2 = attn.forward(short);
-    expect(attn.lastImplementation).toBe('naive');
+    expect(attn.lastImplementation).toBe('fused');
     disposeAll(long, y, short, y2);
     attn.dispose();
   });

@@ -85,7 +85,7 @@ describe('validation', () => {
     ['window without causal', { slidingWindow: 4, causal: false }, 'Attention: slidingWindow (4) needs causal attention, but causal is false'],
     ['prefixLength', { prefixLength: 1.5 }, 'Attention: prefixLength must be a non-negative integer, found 1.5'],
     ['qkNormScope', { qkNormScope: 'row' as 'head' }, 'Attention: qkNormScope must be "head" or "projection", found "row"'],
-    ['implementation', { implementation: 'flash' as 'auto' }, 'Attention: implementation must be "auto", "naive" or "chunked", found "flash"'],
+    ['implementation', { implementation: 'flash' as 'auto' }, 'Attention: implementation must be "auto", "naive", "chunked" or "fused", found "flash"'],
     ['block size', { keyBlockSize: 0 }, 'Attention: keyBlockSize must be a positive integer, found 0'],
     ['outputSize', { outputSize: 0 }, 'Attention: outputSize must be a positive integer, found 0'],
     ['names', { names: { q: 'q.proj' } }, /name "q.proj" must match/],

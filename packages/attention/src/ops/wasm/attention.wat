@@ -1,0 +1,78 @@
+;; The inner loops of the fused attention kernel on WebAssembly SIMD, four float32 lanes per instruction: the scores
+;; of one query row against a tile of keys, and the probability-weighted sum of the tile's values. Masking, the
+;; soft cap and the online softmax's bookkeeping (a few operations per key, not per key × head dim) stay in
+;; JavaScript (fused-simd.ts). All pointers are byte offsets into this module's memory; head dims are in floats and
+;; multiples of 4 (the caller pads rows).
+(module
+  (memory (export "memory") 1)
+
+  ;; scores(q, k, n, dh, out): out[j] = q · k[j] for the n rows of k (each dh floats, consecutive), j < n.
+  (func (export "scores") (param $q i32) (param $k i32) (param $n i32) (param $dh i32) (param $out i32)
+    (local $j i32) (local $i i32) (local $rowBytes i32) (local $acc v128) (local $acc2 v128)
+    (local.set $rowBytes (i32.shl (local.get $dh) (i32.const 2)))
+    (block $done
+      (loop $keys
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $acc (v128.const f32x4 0 0 0 0))
+        (local.set $acc2 (v128.const f32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        ;; two accumulators over pairs of vectors (dh / 4 may be odd: the last vector goes to $acc alone)
+        (block $pairsDone
+          (loop $pairs
+            (br_if $pairsDone (i32.gt_u (i32.add (local.get $i) (i32.const 32)) (local.get $rowBytes)))
+            (local.set $acc (f32x4.add (local.get $acc)
+              (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $i))) (v128.load (i32.add (local.get $k) (local.get $i))))))
+            (local.set $acc2 (f32x4.add (local.get $acc2)
+              (f32x4.mul (v128.load offset=16 (i32.add (local.get $q) (local.get $i))) (v128.load offset=16 (i32.add (local.get $k) (local.get $i))))))
+            (local.set $i (i32.add (local.get $i) (i32.const 32)))
+            (br $pairs)))
+        (if (i32.lt_u (local.get $i) (local.get $rowBytes))
+          (then
+            (local.set $acc (f32x4.add (local.get $acc)
+              (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $i))) (v128.load (i32.add (local.get $k) (local.get $i))))))))
+        (local.set $acc (f32x4.add (local.get $acc) (local.get $acc2)))
+        (f32.store (local.get $out)
+          (f32.add
+            (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+            (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+        (local.set $k (i32.add (local.get $k) (local.get $rowBytes)))
+        (local.set $out (i32.add (local.get $out) (i32.const 4)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $keys))))
+
+  ;; accumulate(p, v, n, dv, acc, alpha): acc <- alpha acc + Σ_j p[j] v[j] over the n rows of v (each dv floats,
+  ;; consecutive); rows with p[j] = 0 (masked keys) are skipped.
+  (func (export "accumulate") (param $p i32) (param $v i32) (param $n i32) (param $dv i32) (param $acc i32) (param $alpha f32)
+    (local $j i32) (local $i i32) (local $rowBytes i32) (local $w v128) (local $pj f32)
+    (local.set $rowBytes (i32.shl (local.get $dv) (i32.const 2)))
+    (if (f32.ne (local.get $alpha) (f32.const 1))
+      (then
+        (local.set $w (f32x4.splat (local.get $alpha)))
+        (block $scaled
+          (loop $scale
+            (br_if $scaled (i32.ge_u (local.get $i) (local.get $rowBytes)))
+            (v128.store (i32.add (local.get $acc) (local.get $i))
+              (f32x4.mul (v128.load (i32.add (local.get $acc) (local.get $i))) (local.get $w)))
+            (local.set $i (i32.add (local.get $i) (i32.const 16)))
+            (br $scale)))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $pj (f32.load (local.get $p)))
+        (if (f32.ne (local.get $pj) (f32.const 0))
+          (then
+            (local.set $w (f32x4.splat (local.get $pj)))
+            (local.set $i (i32.const 0))
+            (block $rowDone
+              (loop $row
+                (br_if $rowDone (i32.ge_u (local.get $i) (local.get $rowBytes)))
+                (v128.store (i32.add (local.get $acc) (local.get $i))
+                  (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $i)))
+                    (f32x4.mul (local.get $w) (v128.load (i32.add (local.get $v) (local.get $i))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 16)))
+                (br $row)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (local.set $v (i32.add (local.get $v) (local.get $rowBytes)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $rows))))
+)

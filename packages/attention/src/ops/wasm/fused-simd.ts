@@ -1,0 +1,172 @@
+/**
+ * The fused attention forward on WebAssembly SIMD (`attention.wat`): this file lays q, k and v out in the module's
+ * memory (rows padded to whole vectors), and for each query row walks the keys in tiles: the module scores a tile,
+ * JavaScript applies the masks, the soft cap and the online softmax's running max and sum, and the module adds the
+ * tile's weighted values to the row's accumulator. Same visiting order and rules as the typed-array loop in
+ * `fused.ts`, in float32 lanes instead of float64.
+ *
+ * @module
+ */
+import { ATTENTION_WASM_BASE64 } from './attention-wasm.js';
+
+interface AttentionExports {
+  memory: WebAssembly.Memory;
+  scores(q: number, k: number, n: number, dh: number, out: number): void;
+  accumulate(p: number, v: number, n: number, dv: number, acc: number, alpha: number): void;
+}
+
+let instance: AttentionExports | null | undefined;
+let enabled = true;
+
+/** The module, instantiated on first use; `null` where WebAssembly SIMD is missing. */
+function attentionModule(): AttentionExports | null {
+  if (instance !== undefined) return instance;
+  try {
+    const bin = atob(ATTENTION_WASM_BASE64);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    // About 500 bytes: small enough for a synchronous compile on a browser's main thread.
+    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as AttentionExports;
+  } catch {
+    instance = null;
+  }
+  return instance;
+}
+
+/** Turns the SIMD path off or on (tests use it to run the plain typed-array loop). Internal. */
+export function setAttentionSimd(on: boolean): void {
+  enabled = on;
+}
+
+/** Whether the SIMD path will run. */
+export function attentionSimdAvailable(): boolean {
+  return enabled && attentionModule() !== null;
+}
+
+/** Keys per tile. */
+const TILE = 64;
+
+/** What the forward reads: typed views of the inputs, the sizes and the rules (as the kernel's attributes). */
+export interface FusedForwardArgs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  keyMask: Float32Array | null;
+  B: number;
+  H: number;
+  KV: number;
+  T: number;
+  S: number;
+  Dh: number;
+  Dv: number;
+  scale: number;
+  /** 0 for none. */
+  softcap: number;
+  causal: boolean;
+  /** −1 for none. */
+  slidingWindow: number;
+  prefixLength: number;
+  queryPositions: readonly number[];
+  keyPositions: readonly number[];
+}
+
+/** Copies `rows` rows of `d` floats from `src` to `mem` at `at`, each padded to `dp` floats. */
+function copyRows(mem: Float32Array, at: number, src: Float32Array, rows: number, d: number, dp: number): void {
+  if (d === dp) {
+    mem.set(src.subarray(0, rows * d), at);
+    return;
+  }
+  for (let r = 0; r < rows; r++) mem.set(src.subarray(r * d, (r + 1) * d), at + r * dp);
+}
+
+/**
+ * The forward pass into `out` (`[B, H, T, Dv]`). Returns `false`, touching nothing, when the SIMD module is
+ * unavailable.
+ */
+export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolean {
+  if (!enabled) return false;
+  const m = attentionModule();
+  if (m === null) return false;
+  const { B, H, KV, T, S, Dh, Dv, scale, softcap, causal, slidingWindow: w, prefixLength: prefix, keyMask } = a;
+  const G = H / KV;
+  const Dhp = (Dh + 3) & ~3;
+  const Dvp = (Dv + 3) & ~3;
+  // Layout (float offsets): q [B·H·T, Dhp] | k [B·KV·S, Dhp] | v [B·KV·S, Dvp] | scores [TILE] | p [TILE] | acc [Dvp]
+  const oQ = 0;
+  const oK = oQ + B * H * T * Dhp;
+  const oV = oK + B * KV * S * Dhp;
+  const oS = oV + B * KV * S * Dvp;
+  const oP = oS + TILE;
+  const oAcc = oP + TILE;
+  const bytes = (oAcc + Dvp) * 4;
+  const have = m.memory.buffer.byteLength;
+  if (bytes > have) m.memory.grow(Math.ceil((bytes - have) / 65536));
+  const mem = new Float32Array(m.memory.buffer); // after any growth: growing detaches earlier views
+  if (Dhp !== Dh || Dvp !== Dv) mem.fill(0, oQ, oS); // padded lanes must be 0
+  copyRows(mem, oQ, a.q, B * H * T, Dh, Dhp);
+  copyRows(mem, oK, a.k, B * KV * S, Dh, Dhp);
+  copyRows(mem, oV, a.v, B * KV * S, Dv, Dvp);
+  const kp = Int32Array.from(a.keyPositions);
+  const vis = new Uint8Array(TILE);
+
+  for (let b = 0; b < B; b++) {
+    const maskRow = keyMask === null ? -1 : b * S;
+    for (let h = 0; h < H; h++) {
+      const kvRow = (b * KV + ((h / G) | 0)) * S;
+      for (let t = 0; t < T; t++) {
+        const qp = a.queryPositions[t];
+        const qAt = 4 * (oQ + ((b * H + h) * T + t) * Dhp);
+        let max = -Infinity;
+        let sum = 0;
+        mem.fill(0, oAcc, oAcc + Dvp);
+        for (let s0 = 0; s0 < S; s0 += TILE) {
+          const s1 = Math.min(S, s0 + TILE);
+          // The visible keys of the tile, as a range [lo, hi) to score; keys inside it that are hidden get p = 0.
+          let lo = -1;
+          let hi = -1;
+          for (let s = s0; s < s1; s++) {
+            const d = qp - kp[s];
+            const visible = !(causal && d < 0) && !(w >= 0 && d >= w && kp[s] >= prefix) && (maskRow < 0 || keyMask![maskRow + s] !== 0);
+            vis[s - s0] = visible ? 1 : 0;
+            if (visible) {
+              if (lo < 0) lo = s;
+              hi = s + 1;
+            }
+          }
+          if (lo < 0) continue;
+          const n = hi - lo;
+          m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS);
+          let tileMax = -Infinity;
+          for (let j = 0; j < n; j++) {
+            if (vis[lo - s0 + j] === 0) continue;
+            let sc = mem[oS + j] * scale;
+            if (softcap > 0) sc = softcap * Math.tanh(sc / softcap);
+            mem[oS + j] = sc;
+            if (sc > tileMax) tileMax = sc;
+          }
+          let alpha = 1;
+          if (tileMax > max) {
+            alpha = Math.exp(max - tileMax); // 0 on the first visible tile (max = −∞)
+            sum *= alpha;
+            max = tileMax;
+          }
+          for (let j = 0; j < n; j++) {
+            if (vis[lo - s0 + j] === 0) {
+              mem[oP + j] = 0;
+              continue;
+            }
+            const p = Math.exp(mem[oS + j] - max);
+            sum += p;
+            mem[oP + j] = p;
+          }
+          m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * oAcc, alpha);
+        }
+        const oAt = ((b * H + h) * T + t) * Dv;
+        // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
+        const inv = sum > 0 ? 1 / sum : 0;
+        for (let i = 0; i < Dv; i++) out[oAt + i] = mem[oAcc + i] * inv;
+      }
+    }
+  }
+  return true;
+}

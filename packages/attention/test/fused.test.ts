@@ -1,0 +1,212 @@
+// The fused kernel (cpu and wasm) against the naive oracle, values and gradients, over a grid of shapes and masks;
+// through the block (auto picks it, prefill and cached decoding equal the naive block); and its memory at T 4096.
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { initBackend } from '@slmkit/core';
+import {
+  CHUNKED_THRESHOLD,
+  KVCache,
+  SlidingWindowCache,
+  fusedAttention,
+  fusedAttentionLastRun,
+  hasFusedAttention,
+  naiveAttention,
+  resolveImplementation,
+  type AttentionKernelOptions,
+} from '../src/index.js';
+import { attentionSimdAvailable, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
+import { build, type Case } from './build.js';
+import { backends, disposeAll, expectClose, randn, take } from './helpers.js';
+
+interface Grid {
+  B: number;
+  H: number;
+  KV: number;
+  T: number;
+  S: number;
+  Dh: number;
+  Dv?: number;
+  causal?: boolean;
+  window?: number | null;
+  prefix?: number;
+  softcap?: number | null;
+  /** Keys' absolute positions (default 0..S-1); queries sit at the last T positions unless `queryStart`. */
+  keyPositions?: number[];
+  queryStart?: number;
+  /** `[B][S]` 0/1 padding over the keys. */
+  mask?: number[][];
+  /** Row 0, query 0 sees no key: its output must be zeros. */
+  zeroRow?: boolean;
+  /**
+   * Skip the gradient check: the naive kernel's own gradient is NaN on a row that sees no key (the oracle has
+   * nothing to compare with there).
+   */
+  noGradient?: boolean;
+}
+
+const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i);
+
+function pad(B: number, S: number, leftPad: number[]): number[][] {
+  return range(B).map((b) => range(S).map((s) => (s < leftPad[b] ? 0 : 1)));
+}
+
+const grid: [string, Grid][] = [
+  ['T 1 (decode) over 9 keys, GQA 6:2', { B: 1, H: 6, KV: 2, T: 1, S: 9, Dh: 8 }],
+  ['T 13, not a multiple of the key tile, MHA', { B: 2, H: 3, KV: 3, T: 13, S: 13, Dh: 8 }],
+  ['T 150 over 150 keys: three key tiles, GQA 6:3', { B: 1, H: 6, KV: 3, T: 150, S: 150, Dh: 4 }],
+  ['MQA 6:1, window 5', { B: 1, H: 6, KV: 1, T: 21, S: 21, Dh: 8, window: 5 }],
+  ['window 4 + prefix 3, GQA 4:2, padding inside the window', { B: 2, H: 4, KV: 2, T: 17, S: 17, Dh: 4, window: 4, prefix: 3, mask: [range(17).map(() => 1), range(17).map((s) => (s >= 5 && s < 8 ? 0 : 1))] }],
+  ['window 1 (each query sees itself)', { B: 1, H: 2, KV: 1, T: 7, S: 7, Dh: 4, window: 1 }],
+  ['padding hides every key of some rows (zeros)', { B: 2, H: 2, KV: 2, T: 6, S: 6, Dh: 4, mask: pad(2, 6, [3, 0]), zeroRow: true, noGradient: true }],
+  ['non-causal, soft cap, Dv ≠ Dh, padding', { B: 2, H: 4, KV: 1, T: 9, S: 9, Dh: 4, Dv: 6, causal: false, softcap: 1.5, mask: pad(2, 9, [2, 0]) }],
+  ['rolling-cache key order, window 6 + prefix 2, T 3', { B: 1, H: 4, KV: 2, T: 3, S: 8, Dh: 4, window: 6, prefix: 2, keyPositions: [0, 1, 8, 9, 10, 5, 6, 7], queryStart: 8 }],
+  ['T 70 queries after 60 cached keys (S 130)', { B: 1, H: 2, KV: 1, T: 70, S: 130, Dh: 8, window: 100 }],
+];
+
+function inputs(g: Grid, seed: number) {
+  const Dv = g.Dv ?? g.Dh;
+  const q = tf.tensor4d(randn(g.B * g.H * g.T * g.Dh, seed), [g.B, g.H, g.T, g.Dh]); // [B, H, T, Dh]
+  const k = tf.tensor4d(randn(g.B * g.KV * g.S * g.Dh, seed + 1), [g.B, g.KV, g.S, g.Dh]); // [B, KV, S, Dh]
+  const v = tf.tensor4d(randn(g.B * g.KV * g.S * Dv, seed + 2), [g.B, g.KV, g.S, Dv]); // [B, KV, S, Dv]
+  const keyPositions = g.keyPositions ?? range(g.S);
+  const queryStart = g.queryStart ?? g.S - g.T;
+  const keyMask = g.mask != null ? tf.tensor2d(g.mask) : null; // [B, S]
+  const options: AttentionKernelOptions = {
+    scale: 1 / Math.sqrt(g.Dh),
+    softcap: g.softcap ?? null,
+    rules: { causal: g.causal ?? true, slidingWindow: g.window ?? null, prefixLength: g.prefix ?? 0 },
+    queryPositions: range(g.T, queryStart),
+    keyPositions,
+    keyMask,
+  };
+  const w = tf.tensor4d(randn(g.B * g.H * g.T * Dv, seed + 3), [g.B, g.H, g.T, Dv]); // weights of the loss
+  return { q, k, v, keyMask, w, options, dispose: () => disposeAll(q, k, v, keyMask, w) };
+}
+
+afterAll(async () => {
+  await initBackend('cpu');
+});
+
+describe('fused attention equals the naive kernel', () => {
+  it('is registered on cpu and wasm only', () => {
+    expect(hasFusedAttention('cpu')).toBe(true);
+    expect(hasFusedAttention('wasm')).toBe(true);
+    expect(hasFusedAttention('webgpu')).toBe(false);
+  });
+
+  const paths = [['cpu', true], ['wasm', true], ['cpu', false], ['wasm', false]] as const;
+  for (const [backend, simd] of paths) {
+    for (const [name, g] of grid) {
+      it(`${backend}, ${simd ? 'SIMD' : 'typed-array loop'}: ${name}: values and gradients`, async () => {
+        expect(await backends()).toContain(backend);
+        await initBackend(backend);
+        setAttentionSimd(simd);
+        expect(attentionSimdAvailable()).toBe(simd);
+        const x = inputs(g, 7);
+        const before = tf.memory().numTensors;
+        const naive = await take(naiveAttention(x.q, x.k, x.v, x.options));
+        const fused = await take(fusedAttention(x.q, x.k, x.v, { ...x.options, implementation: 'fused' }));
+        expect(fusedAttentionLastRun()).toEqual({ op: 'SlmkitFusedAttention', backend, implementation: 'fused' });
+        expect(tf.memory().numTensors).toBe(before);
+        expectClose(fused, naive, 1e-5);
+        if (g.zeroRow === true) expect(fused.slice(0, g.Dv ?? g.Dh)).toEqual(new Array(g.Dv ?? g.Dh).fill(0));
+        if (g.noGradient === true) {
+          x.dispose();
+          setAttentionSimd(true);
+          return;
+        }
+
+        // Gradients of Σ w ⊙ attention(q, k, v) with respect to q, k and v.
+        const loss = (kernel: typeof naiveAttention) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+          tf.sum(tf.mul(kernel(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, x.options), x.w));
+        const want = tf.grads(loss(naiveAttention))([x.q, x.k, x.v]);
+        const got = tf.grads(loss((q, k, v, o) => fusedAttention(q, k, v, { ...o, implementation: 'fused' })))([x.q, x.k, x.v]);
+        for (let i = 0; i < 3; i++) expectClose(await take(got[i]), await take(want[i]), 1e-4);
+        expect(tf.memory().numTensors).toBe(before);
+        x.dispose();
+        setAttentionSimd(true);
+      });
+    }
+  }
+
+  it('rejects bad inputs like the naive kernel (typed errors naming the field)', async () => {
+    await initBackend('cpu');
+    const x = inputs({ B: 1, H: 3, KV: 2, T: 2, S: 2, Dh: 4 }, 1);
+    expect(() => fusedAttention(x.q, x.k, x.v, x.options)).toThrow(/k's heads \(2\) must divide q's heads \(3\)/);
+    x.dispose();
+  });
+});
+
+describe('the block with the fused kernel', () => {
+  const c: Case = { B: 2, T: 11, D: 16, H: 4, KV: 2, Dh: 4, bias: true, window: 5, prefix: 2, softcap: 4, qkNorm: 'head', rotary: { base: 100 } };
+  const mask = [range(11).map((t) => (t < 3 ? 0 : 1)), range(11).map(() => 1)];
+
+  it('auto resolves to fused where the backend has it, else by T · S', () => {
+    expect(resolveImplementation('auto', 1, 1, true)).toBe('fused');
+    expect(resolveImplementation('auto', 256, 256, false)).toBe('naive');
+    expect(resolveImplementation('auto', 257, 256, false)).toBe('chunked');
+    expect(257 * 256).toBeGreaterThan(CHUNKED_THRESHOLD);
+    expect(resolveImplementation('naive', 1, 1, true)).toBe('naive');
+  });
+
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`${backend}: prefill and cached decoding equal the naive block, nothing leaks`, async () => {
+      await initBackend(backend);
+      const { attn, x } = build(c);
+      const { tensor } = x(c.B, c.T, 5);
+      const m = tf.tensor2d(mask);
+      const naive = await take(attn.forward(tensor, { attentionMask: m, implementation: 'naive' }));
+      const before = tf.memory().numTensors;
+      const fused = await take(attn.forward(tensor, { attentionMask: m }));
+      expect(attn.lastImplementation).toBe('fused');
+      expect(tf.memory().numTensors).toBe(before);
+      expectClose(fused, naive, 1e-5);
+
+      for (const cache of [new KVCache(), new SlidingWindowCache(5, { prefixLength: 2 })]) {
+        const steps: number[][] = [];
+        for (const [t0, n] of [[0, 6], [6, 1], [7, 1], [8, 3]]) {
+          const xs = tf.slice(tensor, [0, t0, 0], [c.B, n, c.D]) as tf.Tensor3D; // [B, n, D]
+          const ms = tf.slice(m, [0, 0], [c.B, t0 + n]) as tf.Tensor2D; // [B, t0 + n]
+          const y = attn.forward(xs, { cache, attentionMask: ms });
+          expect(attn.lastImplementation).toBe('fused');
+          steps.push(await take(y));
+          disposeAll(xs, ms);
+        }
+        // Row b, token t of the full forward is at ((b·T) + t)·D; the steps are [B, n, D] each.
+        const spans = [[0, 6], [6, 1], [7, 1], [8, 3]];
+        spans.forEach(([t0, n], i) => {
+          const want = range(c.B).flatMap((b) => naive.slice((b * c.T + t0) * c.D, (b * c.T + t0 + n) * c.D));
+          expectClose(steps[i], want, 1e-5);
+        });
+        cache.dispose();
+      }
+      disposeAll(tensor, m);
+      attn.dispose();
+    });
+  }
+});
+
+describe('memory at T 4096', () => {
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`${backend}: a block forward allocates no [T, T] tensor; peak bytes stay far below T·T·4`, async () => {
+      await initBackend(backend);
+      const T = 4096;
+      const c: Case = { B: 1, T, D: 16, H: 2, KV: 1, Dh: 8, rotary: { base: 10000 } };
+      const { attn, x } = build(c);
+      const { tensor } = x(1, T, 3);
+      const before = tf.memory().numTensors;
+      const info = await tf.profile(() => {
+        tf.dispose(attn.forward(tensor));
+      });
+      expect(attn.lastImplementation).toBe('fused');
+      expect(tf.memory().numTensors).toBe(before);
+      const square = T * T * 4;
+      // Inputs, q/k/v, rotary tables and the output are a few T·D floats each: about 1 MB here against 64 MiB.
+      expect(info.peakBytes).toBeLessThan(square / 16);
+      const largest = Math.max(...info.kernels.flatMap((k) => k.outputShapes.map((s) => (s ?? []).reduce((a, d) => a * d, 1))));
+      expect(largest).toBeLessThan(T * T / 64);
+      tensor.dispose();
+      attn.dispose();
+    }, 60_000);
+  }
+});
