@@ -25,6 +25,12 @@ export const MODULES = [
     constant: 'QUANT_WASM_BASE64',
     what: 'The quantised-matmul WebAssembly module (quant.wat), base64.',
   },
+  {
+    wat: 'packages/attention/src/ops/wasm/attention.wat',
+    ts: 'packages/attention/src/ops/wasm/attention-wasm.ts',
+    constant: 'ATTENTION_WASM_BASE64',
+    what: 'The fused-attention WebAssembly module (attention.wat), base64.',
+  },
 ];
 
 /** `text` with its macros expanded. */

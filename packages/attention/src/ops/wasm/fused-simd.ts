@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { instantiateWasm } from '@slmkit/core';
 import { ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
 interface AttentionExports {
@@ -20,16 +21,7 @@ let enabled = true;
 
 /** The module, instantiated on first use; `null` where WebAssembly SIMD is missing. */
 function attentionModule(): AttentionExports | null {
-  if (instance !== undefined) return instance;
-  try {
-    const bin = atob(ATTENTION_WASM_BASE64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    // About 500 bytes: small enough for a synchronous compile on a browser's main thread.
-    instance = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as AttentionExports;
-  } catch {
-    instance = null;
-  }
+  if (instance === undefined) instance = instantiateWasm<AttentionExports>(ATTENTION_WASM_BASE64);
   return instance;
 }
 
