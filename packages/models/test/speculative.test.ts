@@ -213,6 +213,19 @@ describe('speculative decoding, greedy', () => {
     expectSameGreedy(plain, againstRandom);
   });
 
+  it.each(['zamba', 'hymba'])('a %s target (shared KV blocks / meta tokens and windows) with a close draft and a llama draft', async (family) => {
+    const target = await load<SpeculativeLM & Module>(fromPretrained(caseDir(family)));
+    const close = await load<SpeculativeLM & Module>(fromPretrained(caseDir(family)));
+    perturb(close, 0.05, 31);
+    baseline = tf.memory().numTensors;
+    const row = fixtureRow(family);
+    const [plain, fast] = await both(target, close, 12, 3, row.prompt);
+    expectSameGreedy(plain, fast);
+    expect(fast.speculative!.accepted).toBeGreaterThan(0);
+    const [, againstLlama] = await both(target, llama, 12, 3, row.prompt);
+    expectSameGreedy(plain, againstLlama);
+  });
+
   it('stops at a stop token inside an accepted run, and streams every token once', async () => {
     const N = 12;
     const plain = await generate(llama, [prompt], { maxNewTokens: N, stopTokens: [] });
