@@ -586,6 +586,8 @@ export class Attention extends Module {
         if (norm != null && this.qkNormScope === 'projection') t = norm.forward(t); // [B, T, n·d]
         let h = tf.reshape(t, [B, T, n, d]); // [B, T, n, d]
         if (norm != null && this.qkNormScope === 'head') h = norm.forward(h); // [B, T, n, d]
+        // One token (a decode step): [B, 1, n, d] and [B, n, 1, d] hold the same order, so a free reshape, not a copy.
+        if (T === 1) return tf.reshape(h, [B, n, 1, d]) as tf.Tensor4D; // [B, n, 1, d]
         return tf.transpose(h, [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
       };
       let qh = heads(q, H, Dh, qNorm); // [B, H, T, Dh]
@@ -621,7 +623,7 @@ export class Attention extends Module {
           : chosen === 'chunked'
             ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
             : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
-      const merged = tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
+      const merged = tf.reshape(T === 1 ? o : tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
       const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, outputSize]
       if (!wantKV) return { output };
       // The consumer's sharedKV belongs to the caller: hand back new handles, not the same tensors.

@@ -6,8 +6,8 @@
 (module
   (memory (export "memory") 1)
 
-  ;; scores(q, k, n, dh, out): out[j] = q · k[j] for the n rows of k (each dh floats, consecutive), j < n.
-  (func (export "scores") (param $q i32) (param $k i32) (param $n i32) (param $dh i32) (param $out i32)
+  ;; scores(q, k, n, dh, out, scale): out[j] = scale (q · k[j]) for the n rows of k (each dh floats, consecutive).
+  (func (export "scores") (param $q i32) (param $k i32) (param $n i32) (param $dh i32) (param $out i32) (param $scale f32)
     (local $j i32) (local $i i32) (local $rowBytes i32) (local $acc v128) (local $acc2 v128)
     (local.set $rowBytes (i32.shl (local.get $dh) (i32.const 2)))
     (block $done
@@ -32,9 +32,10 @@
               (f32x4.mul (v128.load (i32.add (local.get $q) (local.get $i))) (v128.load (i32.add (local.get $k) (local.get $i))))))))
         (local.set $acc (f32x4.add (local.get $acc) (local.get $acc2)))
         (f32.store (local.get $out)
-          (f32.add
-            (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
-            (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
+          (f32.mul (local.get $scale)
+            (f32.add
+              (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+              (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc))))))
         (local.set $k (i32.add (local.get $k) (local.get $rowBytes)))
         (local.set $out (i32.add (local.get $out) (i32.const 4)))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))

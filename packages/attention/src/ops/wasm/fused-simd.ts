@@ -12,7 +12,7 @@ import { ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
 interface AttentionExports {
   memory: WebAssembly.Memory;
-  scores(q: number, k: number, n: number, dh: number, out: number): void;
+  scores(q: number, k: number, n: number, dh: number, out: number, scale: number): void;
   accumulate(p: number, v: number, n: number, dv: number, acc: number, alpha: number): void;
 }
 
@@ -99,7 +99,14 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolea
   copyRows(mem, oK, a.k, B * KV * S, Dh, Dhp);
   copyRows(mem, oV, a.v, B * KV * S, Dv, Dvp);
   const kp = Int32Array.from(a.keyPositions);
-  const vis = new Uint8Array(TILE);
+  // Keys at consecutive ascending positions with no padding (a prefill, a growing cache): the keys a query sees
+  // are at most two index ranges (the prefix, and the causal window), found without testing each key. Otherwise
+  // each key is tested and a hidden key inside a scored range gets p = 0.
+  let contiguous = keyMask === null;
+  for (let s = 1; s < S && contiguous; s++) contiguous = kp[s] === kp[0] + s;
+  const k0 = S > 0 ? kp[0] : 0;
+  const vis = new Uint8Array(S); // per key of the current row: 1 visible (only when not contiguous)
+  const chunks = new Int32Array(2 * (Math.ceil(S / TILE) + 2)); // [lo, n] pairs of the current row's key chunks
 
   for (let b = 0; b < B; b++) {
     const maskRow = keyMask === null ? -1 : b * S;
@@ -108,45 +115,68 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolea
       for (let t = 0; t < T; t++) {
         const qp = a.queryPositions[t];
         const qAt = 4 * (oQ + ((b * H + h) * T + t) * Dhp);
+        // The row's chunks of at most TILE keys.
+        let nChunks = 0;
+        if (contiguous) {
+          const hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
+          const lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
+          const prefixEnd = Math.min(lo, Math.max(0, prefix - k0)); // keys before the window that the prefix keeps
+          for (let s0 = 0; s0 < prefixEnd; s0 += TILE) {
+            chunks[nChunks++] = s0;
+            chunks[nChunks++] = Math.min(TILE, prefixEnd - s0);
+          }
+          for (let s0 = lo; s0 < hi; s0 += TILE) {
+            chunks[nChunks++] = s0;
+            chunks[nChunks++] = Math.min(TILE, hi - s0);
+          }
+        } else {
+          for (let s0 = 0; s0 < S; s0 += TILE) {
+            const s1 = Math.min(S, s0 + TILE);
+            let lo = -1;
+            let hi = -1;
+            for (let s = s0; s < s1; s++) {
+              const d = qp - kp[s];
+              const visible = !(causal && d < 0) && !(w >= 0 && d >= w && kp[s] >= prefix) && (maskRow < 0 || keyMask![maskRow + s] !== 0);
+              vis[s] = visible ? 1 : 0;
+              if (visible) {
+                if (lo < 0) lo = s;
+                hi = s + 1;
+              }
+            }
+            if (lo >= 0) {
+              chunks[nChunks++] = lo;
+              chunks[nChunks++] = hi - lo;
+            }
+          }
+        }
+
         let max = -Infinity;
         let sum = 0;
         mem.fill(0, oAcc, oAcc + Dvp);
-        for (let s0 = 0; s0 < S; s0 += TILE) {
-          const s1 = Math.min(S, s0 + TILE);
-          // The visible keys of the tile, as a range [lo, hi) to score; keys inside it that are hidden get p = 0.
-          let lo = -1;
-          let hi = -1;
-          for (let s = s0; s < s1; s++) {
-            const d = qp - kp[s];
-            const visible = !(causal && d < 0) && !(w >= 0 && d >= w && kp[s] >= prefix) && (maskRow < 0 || keyMask![maskRow + s] !== 0);
-            vis[s - s0] = visible ? 1 : 0;
-            if (visible) {
-              if (lo < 0) lo = s;
-              hi = s + 1;
-            }
-          }
-          if (lo < 0) continue;
-          const n = hi - lo;
-          m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS);
+        for (let c = 0; c < nChunks; c += 2) {
+          const lo = chunks[c];
+          const n = chunks[c + 1];
+          m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS, scale);
           let tileMax = -Infinity;
           for (let j = 0; j < n; j++) {
-            if (vis[lo - s0 + j] === 0) continue;
-            let sc = mem[oS + j] * scale;
-            if (softcap > 0) sc = softcap * Math.tanh(sc / softcap);
-            mem[oS + j] = sc;
+            if (!contiguous && vis[lo + j] === 0) {
+              mem[oS + j] = -Infinity; // p = exp(−∞) = 0 below
+              continue;
+            }
+            let sc = mem[oS + j];
+            if (softcap > 0) {
+              sc = softcap * Math.tanh(sc / softcap);
+              mem[oS + j] = sc;
+            }
             if (sc > tileMax) tileMax = sc;
           }
           let alpha = 1;
           if (tileMax > max) {
-            alpha = Math.exp(max - tileMax); // 0 on the first visible tile (max = −∞)
+            alpha = Math.exp(max - tileMax); // 0 on the first chunk (max = −∞)
             sum *= alpha;
             max = tileMax;
           }
           for (let j = 0; j < n; j++) {
-            if (vis[lo - s0 + j] === 0) {
-              mem[oP + j] = 0;
-              continue;
-            }
             const p = Math.exp(mem[oS + j] - max);
             sum += p;
             mem[oP + j] = p;
