@@ -13,6 +13,9 @@
  * GFLOP/s counts the useful work of the kernel: q·kᵀ and p·v over the visible (causal) pairs, 4·H·Dh per pair.
  * A decode step is bound by memory, so it reports GB/s: the cached keys and values plus the four projections'
  * weights, each read once.
+ *
+ * `attention/block` and `attention/decode` run the block's `auto` kernel, the fused one on `cpu` / `wasm`; the
+ * `-naive` / `-fused` pairs pin the kernel so one run records both sides of that comparison.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, RotaryEmbedding } from '@slmkit/core';
@@ -166,4 +169,65 @@ const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
   ),
 );
 
-export const cases: BenchCase[] = [...kernels, ...block, ...decode];
+/**
+ * The issue-10 comparison, in one run: the block forward at T 128 with the naive tfjs-ops kernel against the fused
+ * kernel (`cpu` / `wasm`), and one decode step over a 128-token `KVCache` the same two ways.
+ */
+const FUSED_T = 128;
+const blockVs = (['naive', 'fused'] as const).map((implementation) =>
+  benchCase({
+    block: 'attention',
+    series: `attention/block-${implementation}`,
+    axis: { name: 'T', value: FUSED_T },
+    phase: 'prefill',
+    shape: { B: BATCH, T: FUSED_T, d: D, H, KV, Dh },
+    flops: 2 * BATCH * FUSED_T * D * (2 * H * Dh + 2 * KV * Dh) + causalFlops(FUSED_T),
+    quick: false,
+    setup: () => {
+      const attn = makeBlock({ implementation });
+      const x = tf.randomNormal([BATCH, FUSED_T, D]) as tf.Tensor3D; // [B, T, D]
+      return {
+        run: () => attn.forward(x), // [B, T, D]
+        teardown: () => {
+          x.dispose();
+          attn.dispose();
+        },
+      };
+    },
+  }),
+);
+
+const decodeVs = (['naive', 'fused'] as const).map((implementation) =>
+  benchCase({
+    block: 'attention',
+    series: `attention/decode-${implementation}`,
+    axis: { name: 'ctx', value: FUSED_T },
+    phase: 'decode',
+    shape: { B: BATCH, ctx: FUSED_T, d: D, H, KV, Dh },
+    bytes: decodeBytes(FUSED_T),
+    quick: false,
+    setup: () => {
+      const attn = makeBlock({ implementation });
+      const k0 = tf.randomNormal([BATCH, KV, FUSED_T, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+      const v0 = tf.randomNormal([BATCH, KV, FUSED_T, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+      const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
+      let cache: AttentionCache | undefined;
+      return {
+        beforeEach: () => {
+          cache?.dispose();
+          cache = new KVCache();
+          const kv = cache.update(k0, v0);
+          tf.dispose([kv.keys, kv.values]);
+        },
+        run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
+        teardown: () => {
+          cache?.dispose();
+          tf.dispose([k0, v0, x]);
+          attn.dispose();
+        },
+      };
+    },
+  }),
+);
+
+export const cases: BenchCase[] = [...kernels, ...block, ...decode, ...blockVs, ...decodeVs];
