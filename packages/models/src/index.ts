@@ -1,7 +1,9 @@
 /**
- * `@slmkit/models`: `CausalLM` and the transformer families it covers (Llama, Mistral, Qwen2, Gemma, Phi, Phi-3,
- * StableLM) and the Mamba-1 families (`mamba`, `falcon_mamba`), Hugging Face checkpoint loading, explicit caches and
- * generation.
+ * `@slmkit/models`: the language models and their Hugging Face families: `CausalLM` for the transformers (Llama,
+ * Mistral, Qwen2, Gemma, Phi, Phi-3, StableLM, and the mixtures of experts Mixtral, Qwen2-MoE and OLMoE),
+ * `MambaLM` (`mamba`, `falcon_mamba`), `Mamba2LM` (`mamba2`) and `HybridLM` (Jamba, Zamba, Hymba and stacks written
+ * as a layer-pattern spec); Hugging Face checkpoint loading, explicit caches, generation (sampling, streaming,
+ * speculative decoding with a draft model) and presets with exact parameter counts.
  *
  * @packageDocumentation
  */
