@@ -41,39 +41,61 @@
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $keys))))
 
-  ;; accumulate(p, v, n, dv, acc, alpha): acc <- alpha acc + Σ_j p[j] v[j] over the n rows of v (each dv floats,
-  ;; consecutive); rows with p[j] = 0 (masked keys) are skipped.
+;; accumulate(p, v, n, dv, acc, alpha): acc <- alpha acc + Σ_j p[j] v[j] over the n rows of v (each dv floats,
+  ;; consecutive). The accumulator is walked in slices of four vectors held in locals across all n rows (no load
+  ;; and store of acc per row), then one vector at a time for what is left.
   (func (export "accumulate") (param $p i32) (param $v i32) (param $n i32) (param $dv i32) (param $acc i32) (param $alpha f32)
-    (local $j i32) (local $i i32) (local $rowBytes i32) (local $w v128) (local $pj f32)
+    (local $j i32) (local $i i32) (local $rowBytes i32) (local $w v128) (local $pj i32) (local $vj i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
     (local.set $rowBytes (i32.shl (local.get $dv) (i32.const 2)))
-    (if (f32.ne (local.get $alpha) (f32.const 1))
-      (then
+    (local.set $w (f32x4.splat (local.get $alpha)))
+    ;; slices of 16 floats
+    (block $slicesDone
+      (loop $slices
+        (br_if $slicesDone (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $rowBytes)))
+        (local.set $a0 (f32x4.mul (local.get $w) (v128.load (i32.add (local.get $acc) (local.get $i)))))
+        (local.set $a1 (f32x4.mul (local.get $w) (v128.load offset=16 (i32.add (local.get $acc) (local.get $i)))))
+        (local.set $a2 (f32x4.mul (local.get $w) (v128.load offset=32 (i32.add (local.get $acc) (local.get $i)))))
+        (local.set $a3 (f32x4.mul (local.get $w) (v128.load offset=48 (i32.add (local.get $acc) (local.get $i)))))
+        (local.set $pj (local.get $p))
+        (local.set $vj (i32.add (local.get $v) (local.get $i)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $w (v128.load32_splat (local.get $pj)))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $w) (v128.load (local.get $vj)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $w) (v128.load offset=16 (local.get $vj)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $w) (v128.load offset=32 (local.get $vj)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $w) (v128.load offset=48 (local.get $vj)))))
+            (local.set $pj (i32.add (local.get $pj) (i32.const 4)))
+            (local.set $vj (i32.add (local.get $vj) (local.get $rowBytes)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store (i32.add (local.get $acc) (local.get $i)) (local.get $a0))
+        (v128.store offset=16 (i32.add (local.get $acc) (local.get $i)) (local.get $a1))
+        (v128.store offset=32 (i32.add (local.get $acc) (local.get $i)) (local.get $a2))
+        (v128.store offset=48 (i32.add (local.get $acc) (local.get $i)) (local.get $a3))
         (local.set $w (f32x4.splat (local.get $alpha)))
-        (block $scaled
-          (loop $scale
-            (br_if $scaled (i32.ge_u (local.get $i) (local.get $rowBytes)))
-            (v128.store (i32.add (local.get $acc) (local.get $i))
-              (f32x4.mul (v128.load (i32.add (local.get $acc) (local.get $i))) (local.get $w)))
-            (local.set $i (i32.add (local.get $i) (i32.const 16)))
-            (br $scale)))))
-    (block $done
-      (loop $rows
-        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (local.set $pj (f32.load (local.get $p)))
-        (if (f32.ne (local.get $pj) (f32.const 0))
-          (then
-            (local.set $w (f32x4.splat (local.get $pj)))
-            (local.set $i (i32.const 0))
-            (block $rowDone
-              (loop $row
-                (br_if $rowDone (i32.ge_u (local.get $i) (local.get $rowBytes)))
-                (v128.store (i32.add (local.get $acc) (local.get $i))
-                  (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $i)))
-                    (f32x4.mul (local.get $w) (v128.load (i32.add (local.get $v) (local.get $i))))))
-                (local.set $i (i32.add (local.get $i) (i32.const 16)))
-                (br $row)))))
-        (local.set $p (i32.add (local.get $p) (i32.const 4)))
-        (local.set $v (i32.add (local.get $v) (local.get $rowBytes)))
-        (local.set $j (i32.add (local.get $j) (i32.const 1)))
-        (br $rows))))
+        (local.set $i (i32.add (local.get $i) (i32.const 64)))
+        (br $slices)))
+    ;; the remaining vectors, one at a time
+    (block $vectorsDone
+      (loop $vectors
+        (br_if $vectorsDone (i32.ge_u (local.get $i) (local.get $rowBytes)))
+        (local.set $a0 (f32x4.mul (local.get $w) (v128.load (i32.add (local.get $acc) (local.get $i)))))
+        (local.set $pj (local.get $p))
+        (local.set $vj (i32.add (local.get $v) (local.get $i)))
+        (local.set $j (i32.const 0))
+        (block $rowsDone
+          (loop $rows
+            (br_if $rowsDone (i32.ge_u (local.get $j) (local.get $n)))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load32_splat (local.get $pj)) (v128.load (local.get $vj)))))
+            (local.set $pj (i32.add (local.get $pj) (i32.const 4)))
+            (local.set $vj (i32.add (local.get $vj) (local.get $rowBytes)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $rows)))
+        (v128.store (i32.add (local.get $acc) (local.get $i)) (local.get $a0))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $vectors))))
 )
