@@ -303,7 +303,9 @@ function shapeError(field: string, message: string, expected: unknown, found: un
  * - Sliding window: Beltagy et al. 2020, "Longformer"; Jiang et al. 2023, "Mistral 7B" (its rolling buffer cache is
  *   {@link SlidingWindowCache}). Always-visible prefix: Dong et al. 2024, "Hymba" (meta tokens).
  * - Chunked kernel: the online softmax of Milakov & Gimelshein 2018, "Online normalizer calculation for softmax", as
- *   tiled by Dao et al. 2022, "FlashAttention" (see {@link chunkedAttention}).
+ *   tiled by Dao et al. 2022, "FlashAttention" (see {@link chunkedAttention}); on `cpu` and `wasm` the same online
+ *   softmax runs as one kernel over typed arrays with WebAssembly SIMD inner loops (see {@link fusedAttention}),
+ *   which `auto` picks there.
  *
  * **How this differs from other libraries.** The block builds none of its parts: projections, norms and the rotary
  * embedding are passed in (as torchtune does), so LoRA, DoRA or quantised projections drop in, and their names are
