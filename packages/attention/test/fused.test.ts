@@ -58,6 +58,7 @@ const grid: [string, Grid][] = [
   ['window 4 + prefix 3, GQA 4:2, padding inside the window', { B: 2, H: 4, KV: 2, T: 17, S: 17, Dh: 4, window: 4, prefix: 3, mask: [range(17).map(() => 1), range(17).map((s) => (s >= 5 && s < 8 ? 0 : 1))] }],
   ['window 3 + prefix 4, no padding (index ranges), GQA 6:2', { B: 1, H: 6, KV: 2, T: 20, S: 20, Dh: 8, window: 3, prefix: 4 }],
   ['non-causal, no padding, T 5 over 70 keys', { B: 1, H: 2, KV: 1, T: 5, S: 70, Dh: 4, causal: false }],
+  ['soft cap, window 4 + prefix 2, padding inside the window', { B: 2, H: 2, KV: 1, T: 12, S: 12, Dh: 4, softcap: 2, window: 4, prefix: 2, mask: [range(12).map(() => 1), range(12).map((s) => (s === 7 || s === 9 ? 0 : 1))] }],
   ['window 1 (each query sees itself)', { B: 1, H: 2, KV: 1, T: 7, S: 7, Dh: 4, window: 1 }],
   ['padding hides every key of some rows (zeros)', { B: 2, H: 2, KV: 2, T: 6, S: 6, Dh: 4, mask: pad(2, 6, [3, 0]), zeroRow: true, noGradient: true }],
   ['non-causal, soft cap, Dv ≠ Dh, padding', { B: 2, H: 4, KV: 1, T: 9, S: 9, Dh: 4, Dv: 6, causal: false, softcap: 1.5, mask: pad(2, 9, [2, 0]) }],

@@ -1,8 +1,37 @@
 ;; The inner loops of the fused attention kernel on WebAssembly SIMD, four float32 lanes per instruction: the scores
 ;; of one query row against a tile of keys, and the probability-weighted sum of the tile's values. Masking, the
 ;; soft cap and the online softmax's bookkeeping (a few operations per key, not per key × head dim) stay in
-;; JavaScript (fused-simd.ts). All pointers are byte offsets into this module's memory; head dims are in floats and
+;; JavaScript (fused-simd.ts), and so do the per-key exponentials' callers: `tile_max` and `exp_sum` below. All pointers are byte offsets into this module's memory; head dims are in floats and
 ;; multiples of 4 (the caller pads rows).
+;;
+;; `;; @pow2` lines are replaced by the block below (the root scripts/build-wasm.mjs does it; the same block as
+;; ssm's scan.wat, since wasm modules cannot share code): it sets $p = 2^$v for v in [-127, 127] using $k and $r,
+;; by 2^v = 2^round(v) 2^f with a degree-7 polynomial for 2^f (relative error below 5e-9 before float32
+;; rounding); 2^-127 builds as +0.
+;; @define pow2
+;; k = v + 1.5 * 2^23 holds round(v) in its low mantissa bits; r = (v - round(v)) ln 2
+(local.set $k (f32x4.add (local.get $v) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+(local.set $r (f32x4.mul
+  (f32x4.sub (local.get $v) (f32x4.sub (local.get $k) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+  (v128.const f32x4 0.6931471805599453 0.6931471805599453 0.6931471805599453 0.6931471805599453)))
+;; p = e^r, Horner from the r^7 / 7! term down
+(local.set $p (f32x4.add (v128.const f32x4 1.3888888888888889e-3 1.3888888888888889e-3 1.3888888888888889e-3 1.3888888888888889e-3)
+  (f32x4.mul (local.get $r) (v128.const f32x4 1.984126984126984e-4 1.984126984126984e-4 1.984126984126984e-4 1.984126984126984e-4))))
+(local.set $p (f32x4.add (v128.const f32x4 8.333333333333333e-3 8.333333333333333e-3 8.333333333333333e-3 8.333333333333333e-3)
+  (f32x4.mul (local.get $r) (local.get $p))))
+(local.set $p (f32x4.add (v128.const f32x4 4.1666666666666664e-2 4.1666666666666664e-2 4.1666666666666664e-2 4.1666666666666664e-2)
+  (f32x4.mul (local.get $r) (local.get $p))))
+(local.set $p (f32x4.add (v128.const f32x4 0.16666666666666666 0.16666666666666666 0.16666666666666666 0.16666666666666666)
+  (f32x4.mul (local.get $r) (local.get $p))))
+(local.set $p (f32x4.add (v128.const f32x4 0.5 0.5 0.5 0.5) (f32x4.mul (local.get $r) (local.get $p))))
+(local.set $p (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $r) (local.get $p))))
+(local.set $p (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $r) (local.get $p))))
+;; p 2^k, with 2^k = bits((round(v) + 127) << 23) and round(v) + 127 = bits(k) - bits(1.5 * 2^23) + 127
+;; p 2^k, with 2^k = bits((round(v) + 127) << 23) and round(v) + 127 = bits(k) - bits(1.5 * 2^23) + 127
+(local.set $p (f32x4.mul (local.get $p)
+  (i32x4.shl (i32x4.sub (local.get $k) (v128.const i32x4 0x4B3FFF81 0x4B3FFF81 0x4B3FFF81 0x4B3FFF81))
+    (i32.const 23))))
+;; @end
 (module
   (memory (export "memory") 1)
 
@@ -98,4 +127,43 @@
         (v128.store (i32.add (local.get $acc) (local.get $i)) (local.get $a0))
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
         (br $vectors))))
+
+  ;; tile_max(s, n): the largest of s[0 .. n), read as ceil(n / 4) whole vectors (the caller pads with −∞).
+  (func (export "tile_max") (param $s i32) (param $n i32) (result f32)
+    (local $end i32) (local $m v128)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (local.set $m (v128.const f32x4 -inf -inf -inf -inf))
+    (block $done
+      (loop $vectors
+        (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+        (local.set $m (f32x4.max (local.get $m) (v128.load (local.get $s))))
+        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+        (br $vectors)))
+    (f32.max
+      (f32.max (f32x4.extract_lane 0 (local.get $m)) (f32x4.extract_lane 1 (local.get $m)))
+      (f32.max (f32x4.extract_lane 2 (local.get $m)) (f32x4.extract_lane 3 (local.get $m)))))
+
+  ;; exp_sum(s, out, n, max): out[j] = e^(s[j] − max) for j < ceil(n / 4) · 4 (−∞ padding gives 0); returns their sum.
+  (func (export "exp_sum") (param $s i32) (param $out i32) (param $n i32) (param $max f32) (result f32)
+    (local $end i32) (local $mx v128) (local $v v128) (local $k v128) (local $r v128) (local $p v128) (local $acc v128)
+    (local.set $end (i32.add (local.get $s) (i32.shl (i32.and (i32.add (local.get $n) (i32.const 3)) (i32.const -4)) (i32.const 2))))
+    (local.set $mx (f32x4.splat (local.get $max)))
+    (local.set $acc (v128.const f32x4 0 0 0 0))
+    (block $done
+      (loop $vectors
+        (br_if $done (i32.ge_u (local.get $s) (local.get $end)))
+        ;; v = (s − max) log2(e), clamped to [−127, 127]
+        (local.set $v (f32x4.pmin (v128.const f32x4 127 127 127 127)
+          (f32x4.pmax (v128.const f32x4 -127 -127 -127 -127)
+            (f32x4.mul (f32x4.sub (v128.load (local.get $s)) (local.get $mx))
+              (v128.const f32x4 1.4426950408889634 1.4426950408889634 1.4426950408889634 1.4426950408889634)))))
+        ;; @pow2
+        (v128.store (local.get $out) (local.get $p))
+        (local.set $acc (f32x4.add (local.get $acc) (local.get $p)))
+        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (br $vectors)))
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+      (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))
 )

@@ -14,6 +14,8 @@ interface AttentionExports {
   memory: WebAssembly.Memory;
   scores(q: number, k: number, n: number, dh: number, out: number, scale: number): void;
   accumulate(p: number, v: number, n: number, dv: number, acc: number, alpha: number): void;
+  tile_max(s: number, n: number): number;
+  exp_sum(s: number, out: number, n: number, max: number): number;
 }
 
 let instance: AttentionExports | null | undefined;
@@ -108,13 +110,13 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolea
   const vis = new Uint8Array(S); // per key of the current row: 1 visible (only when not contiguous)
   const chunks = new Int32Array(2 * (Math.ceil(S / TILE) + 2)); // [lo, n] pairs of the current row's key chunks
 
+  // The G query heads of a key/value head see the same keys at a given position: find them once for the group.
   for (let b = 0; b < B; b++) {
     const maskRow = keyMask === null ? -1 : b * S;
-    for (let h = 0; h < H; h++) {
-      const kvRow = (b * KV + ((h / G) | 0)) * S;
+    for (let kvh = 0; kvh < KV; kvh++) {
+      const kvRow = (b * KV + kvh) * S;
       for (let t = 0; t < T; t++) {
         const qp = a.queryPositions[t];
-        const qAt = 4 * (oQ + ((b * H + h) * T + t) * Dhp);
         // The row's chunks of at most TILE keys.
         let nChunks = 0;
         if (contiguous) {
@@ -150,43 +152,34 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolea
           }
         }
 
-        let max = -Infinity;
-        let sum = 0;
-        mem.fill(0, oAcc, oAcc + Dvp);
-        for (let c = 0; c < nChunks; c += 2) {
-          const lo = chunks[c];
-          const n = chunks[c + 1];
-          m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS, scale);
-          let tileMax = -Infinity;
-          for (let j = 0; j < n; j++) {
-            if (!contiguous && vis[lo + j] === 0) {
-              mem[oS + j] = -Infinity; // p = exp(−∞) = 0 below
-              continue;
+        for (let h = kvh * G; h < (kvh + 1) * G; h++) {
+          const qAt = 4 * (oQ + ((b * H + h) * T + t) * Dhp);
+          let max = -Infinity;
+          let sum = 0;
+          mem.fill(0, oAcc, oAcc + Dvp);
+          for (let c = 0; c < nChunks; c += 2) {
+            const lo = chunks[c];
+            const n = chunks[c + 1];
+            m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS, scale);
+            if (softcap > 0) for (let j = 0; j < n; j++) mem[oS + j] = softcap * Math.tanh(mem[oS + j] / softcap);
+            // Hidden keys, and the lanes past n up to a whole vector, score −∞ (weight e^−∞ = 0).
+            if (!contiguous) for (let j = 0; j < n; j++) if (vis[lo + j] === 0) mem[oS + j] = -Infinity;
+            for (let j = n; j < ((n + 3) & ~3); j++) mem[oS + j] = -Infinity;
+            const tileMax = m.tile_max(4 * oS, n);
+            let alpha = 1;
+            if (tileMax > max) {
+              alpha = Math.exp(max - tileMax); // 0 on the first chunk (max = −∞)
+              sum *= alpha;
+              max = tileMax;
             }
-            let sc = mem[oS + j];
-            if (softcap > 0) {
-              sc = softcap * Math.tanh(sc / softcap);
-              mem[oS + j] = sc;
-            }
-            if (sc > tileMax) tileMax = sc;
+            sum += m.exp_sum(4 * oS, 4 * oP, n, max);
+            m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * oAcc, alpha);
           }
-          let alpha = 1;
-          if (tileMax > max) {
-            alpha = Math.exp(max - tileMax); // 0 on the first chunk (max = −∞)
-            sum *= alpha;
-            max = tileMax;
-          }
-          for (let j = 0; j < n; j++) {
-            const p = Math.exp(mem[oS + j] - max);
-            sum += p;
-            mem[oP + j] = p;
-          }
-          m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * oAcc, alpha);
+          const oAt = ((b * H + h) * T + t) * Dv;
+          // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
+          const inv = sum > 0 ? 1 / sum : 0;
+          for (let i = 0; i < Dv; i++) out[oAt + i] = mem[oAcc + i] * inv;
         }
-        const oAt = ((b * H + h) * T + t) * Dv;
-        // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
-        const inv = sum > 0 ? 1 / sum : 0;
-        for (let i = 0; i < Dv; i++) out[oAt + i] = mem[oAcc + i] * inv;
       }
     }
   }
