@@ -593,17 +593,23 @@ export class Attention extends Module {
         return tf.transpose(h, [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
       };
       let qh = heads(q, H, Dh, qNorm); // [B, H, T, Dh]
-      if (rotary != null) qh = rotary.apply(qh, rotaryArg!); // [B, H, T, Dh]
+      let kh = this.isKVConsumer ? undefined : heads(k!, KV, Dh, kNorm); // [B, KV, T, Dh]
+      if (rotary != null && kh != null && T === 1) {
+        // A decode step: rotate the query and key heads in one call (half the small ops of two).
+        const both = rotary.apply(tf.concat([qh, kh], 1) as tf.Tensor4D, rotaryArg!); // [B, H + KV, 1, Dh]
+        [qh, kh] = tf.split(both, [H, KV], 1) as [tf.Tensor4D, tf.Tensor4D]; // [B, H, 1, Dh], [B, KV, 1, Dh]
+      } else if (rotary != null) {
+        qh = rotary.apply(qh, rotaryArg!); // [B, H, T, Dh]
+        if (kh != null) kh = rotary.apply(kh, rotaryArg!); // [B, KV, T, Dh]
+      }
 
       let kv: SharedKV;
       if (this.isKVConsumer) {
         kv = { keys: call.sharedKV!.keys, values: call.sharedKV!.values, keyPositions: call.sharedKV!.keyPositions.slice() };
       } else {
-        let kh = heads(k!, KV, Dh, kNorm); // [B, KV, T, Dh]
-        if (rotary != null) kh = rotary.apply(kh, rotaryArg!); // [B, KV, T, Dh]
         const vh = heads(v!, KV, Dv, undefined); // [B, KV, T, Dv]
         // With a cache: everything held plus the new positions, keys [B, KV, S, Dh] and values [B, KV, S, Dv].
-        kv = call.cache != null ? call.cache.update(kh, vh) : { keys: kh, values: vh, keyPositions: queryPositions.slice() };
+        kv = call.cache != null ? call.cache.update(kh!, vh) : { keys: kh!, values: vh, keyPositions: queryPositions.slice() };
       }
 
       let keyMask: tf.Tensor2D | null = null;
