@@ -1,9 +1,10 @@
 /**
  * Attention at SmolLM-135M's shape: grouped-query, 9 query heads sharing 3 key/value heads, head dim 64, causal.
  *
- * - `attention/naive` and `attention/chunked`: the two kernels alone on q `[1, 9, T, 64]`, k and v `[1, 3, T, 64]`,
- *   at T 128, 512 and 2048, so the results show how each grows with T (the naive kernel holds all T² scores, the
- *   chunked one a tile at a time and skips tiles the causal mask hides).
+ * - `attention/naive`, `attention/chunked` and `attention/fused`: the kernels alone on q `[1, 9, T, 64]`, k and v
+ *   `[1, 3, T, 64]`, at T 128, 512 and 2048, so the results show how each grows with T (the naive kernel holds all
+ *   T² scores, the chunked one a tile at a time and skips tiles the causal mask hides, the fused one streams the
+ *   visible keys of each query row in one cpu / wasm kernel).
  * - `attention/block`: the whole `Attention` block (q/k/v/o projections, rotary, the kernel its `auto` rule picks)
  *   on `[1, T, 576]`.
  * - `attention/decode`: one new token through the block against a `KVCache` already holding `ctx` positions;
@@ -24,6 +25,7 @@ import {
   KVCache,
   SlidingWindowCache,
   chunkedAttention,
+  fusedAttention,
   naiveAttention,
   type AttentionCache,
   type AttentionImplementation,
@@ -57,6 +59,7 @@ function makeBlock(options: { implementation?: AttentionImplementation; slidingW
 const KERNELS = [
   { series: 'attention/naive', kernel: naiveAttention, quick: [128, 512] },
   { series: 'attention/chunked', kernel: chunkedAttention, quick: [128, 512] },
+  { series: 'attention/fused', kernel: fusedAttention, quick: [128, 512] },
 ];
 
 const kernels = KERNELS.flatMap(({ series, kernel, quick }) =>
