@@ -571,6 +571,9 @@ export class Attention extends Module {
     const rotaryArg = rotary == null ? undefined : call.rotaryTables ?? (perRow ? (call.positions as number[][]) : { offset: queryPositions[0], length: T });
     const S = keyPositions.length;
     const chosen = resolveImplementation(implementation, T, S, hasFusedAttention());
+    // The decode fast path (one token with the fused kernel): heads by reshapes instead of transposes, and one rotary
+    // call for q and k. The naive and chunked paths keep the plain sequence of ops, the reference it is measured by.
+    const fastStep = T === 1 && chosen === 'fused';
 
     const result = tf.tidy(() => {
       let q: tf.Tensor;
@@ -586,16 +589,18 @@ export class Attention extends Module {
       }
       const heads = (t: tf.Tensor, n: number, d: number, norm: QKNorm | undefined): tf.Tensor4D => {
         if (norm != null && this.qkNormScope === 'projection') t = norm.forward(t); // [B, T, n·d]
+        // Decode fast path: [B, 1, n·d] and [B, n, 1, d] hold the same order, so a free reshape, not a copy.
+        const headNorm = norm != null && this.qkNormScope === 'head';
+        if (fastStep && !headNorm) return tf.reshape(t, [B, n, 1, d]) as tf.Tensor4D; // [B, n, 1, d]
         let h = tf.reshape(t, [B, T, n, d]); // [B, T, n, d]
-        if (norm != null && this.qkNormScope === 'head') h = norm.forward(h); // [B, T, n, d]
-        // One token (a decode step): [B, 1, n, d] and [B, n, 1, d] hold the same order, so a free reshape, not a copy.
-        if (T === 1) return tf.reshape(h, [B, n, 1, d]) as tf.Tensor4D; // [B, n, 1, d]
+        if (headNorm) h = norm.forward(h); // [B, T, n, d]
+        if (fastStep) return tf.reshape(h, [B, n, 1, d]) as tf.Tensor4D; // [B, n, 1, d]
         return tf.transpose(h, [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
       };
       let qh = heads(q, H, Dh, qNorm); // [B, H, T, Dh]
       let kh = this.isKVConsumer ? undefined : heads(k!, KV, Dh, kNorm); // [B, KV, T, Dh]
-      if (rotary != null && kh != null && T === 1) {
-        // A decode step: rotate the query and key heads in one call (half the small ops of two).
+      if (rotary != null && kh != null && fastStep) {
+        // Decode fast path: rotate the query and key heads in one call (half the small ops of two).
         const both = rotary.apply(tf.concat([qh, kh], 1) as tf.Tensor4D, rotaryArg!); // [B, H + KV, 1, Dh]
         [qh, kh] = tf.split(both, [H, KV], 1) as [tf.Tensor4D, tf.Tensor4D]; // [B, H, 1, Dh], [B, KV, 1, Dh]
       } else if (rotary != null) {
@@ -631,7 +636,7 @@ export class Attention extends Module {
           : chosen === 'chunked'
             ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
             : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
-      const merged = tf.reshape(T === 1 ? o : tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
+      const merged = tf.reshape(fastStep ? o : tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
       const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, outputSize]
       if (!wantKV) return { output };
       // The consumer's sharedKV belongs to the caller: hand back new handles, not the same tensors.

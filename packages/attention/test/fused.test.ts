@@ -152,9 +152,16 @@ describe('the block with the fused kernel', () => {
     expect(resolveImplementation('naive', 1, 1, true)).toBe('naive');
   });
 
-  for (const backend of ['cpu', 'wasm'] as const) {
-    it(`${backend}: prefill and cached decoding equal the naive block, nothing leaks`, async () => {
+  // The decode fast path reshapes heads straight from the projection unless a per-head norm sits in between.
+  const variants: [string, Case][] = [
+    ['per-head q/k norm', c],
+    ['no q/k norm', { ...c, qkNorm: null }],
+    ['projection-wide q/k norm, MQA', { ...c, KV: 1, qkNorm: 'projection' }],
+  ];
+  for (const [backend, [variant, vc]] of (['cpu', 'wasm'] as const).flatMap((b) => variants.map((v) => [b, v] as const))) {
+    it(`${backend}, ${variant}: prefill and cached decoding (the decode fast path) equal the naive block, nothing leaks`, async () => {
       await initBackend(backend);
+      const c = vc;
       const { attn, x } = build(c);
       const { tensor } = x(c.B, c.T, 5);
       const m = tf.tensor2d(mask);
