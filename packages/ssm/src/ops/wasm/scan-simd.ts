@@ -47,7 +47,7 @@ export function scanForwardSimd(x: ScanArrays, dims: ScanDims, out: Float32Array
   const m = scanModule();
   if (m === null) return false;
   const { batch: Bt, channels: Dc, length: L, stateSize: N, groups: G, deltaSoftplus } = dims;
-  const Np = (N + 3) & ~3; // states padded to whole vectors; padded lanes have a = b = c = 0 and stay 0
+  const Np = (N + 7) & ~7; // states padded to pairs of vectors; padded lanes have a = b = c = 0 and stay 0
   const rows = Bt * Dc;
   const perGroup = Dc / G;
   const size = (rows * L + 3) & ~3; // dt, u, y, z padded to whole vectors for the elementwise passes

@@ -95,20 +95,20 @@
   ;; scan_channel(dt, u, a, b, c, h, acc, y, L, Np, skip): the scan of one channel.
   ;;   dt  [L]      step sizes (softplus and bias already applied)
   ;;   u   [L]      inputs
-  ;;   a   [Np]     the channel's row of A times log2(e), zero-padded to Np
+  ;;   a   [Np]     the channel's row of A times log2(e), zero-padded to Np (a multiple of 8)
   ;;   b, c [L, Np] the channel's group of B and C, time-major, zero-padded
   ;;   h   [Np]     the state: read as h_{-1}, left holding h_{L-1}
   ;;   acc [L, 4]   scratch
   ;;   y   [L]      written: y_t = sum_n c_t[n] h_t[n] + skip u_t
-  ;; Per step h = 2^(dt_t a) h + (dt_t u_t) b_t. The loop over time runs inside the loop over groups of four
-  ;; states, so a group's state stays in a register for the whole sequence; its dot products with c_t collect in
-  ;; acc and are summed at the end.
+  ;; Per step h = 2^(dt_t a) h + (dt_t u_t) b_t. The loop over time runs inside the loop over groups of eight
+  ;; states (two vectors), so a group's state stays in registers for the whole sequence; its dot products with c_t
+  ;; collect in acc and are summed at the end.
   (func (export "scan_channel")
     (param $dt i32) (param $u i32) (param $a i32) (param $b i32) (param $c i32) (param $h i32) (param $acc i32)
     (param $y i32) (param $L i32) (param $Np i32) (param $skip f32)
     (local $t i32) (local $n i32) (local $rowBytes i32) (local $off i32) (local $t4 i32) (local $t16 i32)
-    (local $av v128) (local $hv v128) (local $dtv v128) (local $sum v128)
-    (local $v v128) (local $k v128) (local $r v128) (local $p v128)
+    (local $av v128) (local $hv v128) (local $av1 v128) (local $hv1 v128) (local $dtv v128) (local $dtu v128)
+    (local $sum v128) (local $v v128) (local $k v128) (local $r v128) (local $p v128) (local $p0 v128)
     (local.set $rowBytes (i32.shl (local.get $Np) (i32.const 2)))
     (block $zeroed
       (loop $zero
@@ -120,7 +120,9 @@
       (loop $states
         (br_if $statesDone (i32.ge_u (local.get $n) (local.get $rowBytes)))
         (local.set $av (v128.load (i32.add (local.get $a) (local.get $n))))
+        (local.set $av1 (v128.load offset=16 (i32.add (local.get $a) (local.get $n))))
         (local.set $hv (v128.load (i32.add (local.get $h) (local.get $n))))
+        (local.set $hv1 (v128.load offset=16 (i32.add (local.get $h) (local.get $n))))
         (local.set $off (local.get $n))
         (local.set $t (i32.const 0))
         (block $stepsDone
@@ -129,22 +131,32 @@
             (local.set $t4 (i32.shl (local.get $t) (i32.const 2)))
             (local.set $t16 (i32.shl (local.get $t) (i32.const 4)))
             (local.set $dtv (v128.load32_splat (i32.add (local.get $dt) (local.get $t4))))
+            (local.set $dtu (f32x4.mul (local.get $dtv) (v128.load32_splat (i32.add (local.get $u) (local.get $t4)))))
+            ;; two groups of four states per step: independent chains the CPU overlaps
             (local.set $v (f32x4.pmax (f32x4.pmin (f32x4.mul (local.get $dtv) (local.get $av))
               (v128.const f32x4 127 127 127 127)) (v128.const f32x4 -127 -127 -127 -127)))
             ;; @pow2
+            (local.set $p0 (local.get $p))
+            (local.set $v (f32x4.pmax (f32x4.pmin (f32x4.mul (local.get $dtv) (local.get $av1))
+              (v128.const f32x4 127 127 127 127)) (v128.const f32x4 -127 -127 -127 -127)))
+            ;; @pow2
             ;; h = 2^(dt_t a) h + (dt_t u_t) b_t
-            (local.set $hv (f32x4.add (f32x4.mul (local.get $p) (local.get $hv))
-              (f32x4.mul (f32x4.mul (local.get $dtv) (v128.load32_splat (i32.add (local.get $u) (local.get $t4))))
-                (v128.load (i32.add (local.get $b) (local.get $off))))))
+            (local.set $hv (f32x4.add (f32x4.mul (local.get $p0) (local.get $hv))
+              (f32x4.mul (local.get $dtu) (v128.load (i32.add (local.get $b) (local.get $off))))))
+            (local.set $hv1 (f32x4.add (f32x4.mul (local.get $p) (local.get $hv1))
+              (f32x4.mul (local.get $dtu) (v128.load offset=16 (i32.add (local.get $b) (local.get $off))))))
             ;; acc_t += h c_t
             (v128.store (i32.add (local.get $acc) (local.get $t16))
               (f32x4.add (v128.load (i32.add (local.get $acc) (local.get $t16)))
-                (f32x4.mul (local.get $hv) (v128.load (i32.add (local.get $c) (local.get $off))))))
+                (f32x4.add
+                  (f32x4.mul (local.get $hv) (v128.load (i32.add (local.get $c) (local.get $off))))
+                  (f32x4.mul (local.get $hv1) (v128.load offset=16 (i32.add (local.get $c) (local.get $off)))))))
             (local.set $off (i32.add (local.get $off) (local.get $rowBytes)))
             (local.set $t (i32.add (local.get $t) (i32.const 1)))
             (br $steps)))
         (v128.store (i32.add (local.get $h) (local.get $n)) (local.get $hv))
-        (local.set $n (i32.add (local.get $n) (i32.const 16)))
+        (v128.store offset=16 (i32.add (local.get $h) (local.get $n)) (local.get $hv1))
+        (local.set $n (i32.add (local.get $n) (i32.const 32)))
         (br $states)))
     ;; y_t = the four lanes of acc_t summed, plus skip u_t
     (local.set $t (i32.const 0))
