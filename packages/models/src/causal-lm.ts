@@ -10,7 +10,7 @@ import { ConfigError, Embedding, Linear, Module, RotaryEmbedding, ShapeError, ty
 import { layerWindow, validateCausalLMConfig, type CausalLMConfig } from './config.js';
 import { DecoderLayer, buildNorm } from './decoder-layer.js';
 import { FAMILIES } from './families/index.js';
-import { generate, stream, type GenerateInput, type GenerateOptions, type GenerateOutput, type GenerateStep, type PromptTokenizer } from './generate.js';
+import { LanguageModel } from './language-model.js';
 import { ModuleList } from './layers/module-list.js';
 import { ModelCache } from './model-cache.js';
 
@@ -152,18 +152,13 @@ export class TransformerModel extends Module {
  * model.dispose();
  * ```
  */
-export class CausalLM extends Module {
+export class CausalLM extends LanguageModel<ForwardOptions, ModelCache> {
   /** The configuration it was built from (frozen). */
   readonly config: Readonly<CausalLMConfig>;
   /** The body: embeddings, layers, final norm (`model.*`). */
   readonly model: TransformerModel;
   /** The LM head `lm_head` `[vocab, D]`; undefined when tied to the embeddings. */
   readonly lmHead: Linear | undefined;
-  /**
-   * Turns text into ids and back, so {@link CausalLM.generate} accepts strings. {@link fromPretrained} sets it
-   * when the folder has a tokenizer and one is available; assign your own otherwise.
-   */
-  tokenizer: PromptTokenizer | undefined;
 
   /**
    * @param config - the model's configuration; checked eagerly ({@link validateCausalLMConfig}).
@@ -184,57 +179,15 @@ export class CausalLM extends Module {
     this.lmHead = config.tieWordEmbeddings
       ? undefined
       : this.registerModule('lm_head', new Linear(config.hiddenSize, config.vocabSize, { bias: config.lmHeadBias }));
-    this.tokenizer = undefined;
   }
 
-  /**
-   * The logits of every position.
-   *
-   * @param ids - int32 `[B, T]`, every id in `[0, vocabSize)`.
-   * @param options - a cache to decode through, a padding mask, per-row positions; see {@link ForwardOptions}.
-   * @returns float32 `[B, T, vocabSize]`; the caller owns it. With a cache, the cache now also holds these `T`
-   *   positions.
-   * @throws `ShapeError` for ids of the wrong rank or dtype, out-of-range ids, or a mask of the wrong shape;
-   *   `ConfigError` for a cache of another model.
-   */
-  forward(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor3D {
-    return tf.tidy(() => this.head(this.model.forward(ids, options)));
-  }
-
-  /**
-   * The logits of the last position of each row only: `forward(ids, options)[:, -1, :]` without computing the LM
-   * head for the other positions (what a prefill needs).
-   *
-   * @returns float32 `[B, vocabSize]`; the caller owns it.
-   *
-   * @example
-   * ```ts
-   * import * as tf from '@tensorflow/tfjs-core';
-   * import { CausalLM, configFromHF } from '@slmkit/models';
-   * const model = new CausalLM(configFromHF({
-   *   model_type: 'gemma', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-   *   num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16,
-   * }));
-   * const cache = model.createCache();
-   * const ids = tf.tensor2d([[3, 4, 5]], undefined, 'int32');
-   * const last = model.forwardLast(ids, { cache }); // [1, 64]
-   * console.log(last.shape, cache.length); // [1, 64] 3
-   * tf.dispose([ids, last]);
-   * cache.dispose();
-   * model.dispose();
-   * ```
-   */
-  forwardLast(ids: tf.Tensor2D, options: ForwardOptions = {}): tf.Tensor2D {
-    return tf.tidy(() => {
-      const hidden = this.model.forward(ids, options); // [B, T, D]
-      const [B, T, D] = hidden.shape;
-      const last = tf.slice(hidden, [0, T - 1, 0], [B, 1, D]) as tf.Tensor3D; // [B, 1, D]
-      return tf.reshape(this.head(last), [B, this.config.vocabSize]) as tf.Tensor2D; // [B, V]
-    });
+  /** The final hidden states `[B, T, D]` of the body (`model.*`). */
+  protected hidden(ids: tf.Tensor2D, options: ForwardOptions): tf.Tensor3D {
+    return this.model.forward(ids, options);
   }
 
   /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */
-  private head(hidden: tf.Tensor3D): tf.Tensor3D {
+  protected head(hidden: tf.Tensor3D): tf.Tensor3D {
     if (this.lmHead != null) return this.lmHead.forward(hidden) as tf.Tensor3D; // [B, T, V]
     return this.model.embedTokens.attend(hidden) as tf.Tensor3D; // [B, T, V]
   }
@@ -260,54 +213,6 @@ export class CausalLM extends Module {
     return ModelCache.forWindows(Array.from({ length: this.config.numLayers }, (_, i) => layerWindow(this.config, i)));
   }
 
-  /**
-   * Generates up to `maxNewTokens` tokens after each row of `input`: one prefill through a fresh cache, then one
-   * token at a time through it. Greedy unless sampling options are given (see `SamplingOptions`); a row stops at
-   * its first stop token (default: the config's `eosTokenId`; pass `stopTokens: []` to never stop early), and the
-   * loop ends when every row has stopped.
-   *
-   * @param input - ids `[B, T]` (an int32 tensor or `number[][]`), or, with a {@link CausalLM.tokenizer}, a string
-   *   or a list of strings (left-padded to one length).
-   * @returns the new tokens per row and the full sequences (prompt + new tokens).
-   * @throws `ConfigError` for invalid options, `ShapeError` for ids of the wrong shape or out of range.
-   *
-   * @example
-   * ```ts
-   * import { CausalLM, configFromHF } from '@slmkit/models';
-   * const model = new CausalLM(configFromHF({
-   *   model_type: 'phi3', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-   *   num_attention_heads: 4,
-   * }));
-   * const greedy = await model.generate([[1, 2, 3]], { maxNewTokens: 5 });
-   * const sampled = await model.generate([[1, 2, 3]], { maxNewTokens: 5, temperature: 0.8, topK: 20, seed: 7 });
-   * console.log(greedy.tokens, greedy.sequences[0].length, sampled.tokens[0].length); // [[...]] 8 5
-   * model.dispose();
-   * ```
-   */
-  generate(input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
-    return generate(this, input, options);
-  }
-
-  /**
-   * {@link CausalLM.generate} as an async iterator of steps: each step gives the new token of every row (null for
-   * a row that has stopped). Leaving the loop early stops the generation.
-   *
-   * @example
-   * ```ts
-   * import { CausalLM, configFromHF } from '@slmkit/models';
-   * const model = new CausalLM(configFromHF({
-   *   model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
-   *   num_attention_heads: 4,
-   * }));
-   * for await (const step of model.stream([[1, 2, 3]], { maxNewTokens: 4 })) {
-   *   console.log(step.step, step.tokens[0]);
-   * }
-   * model.dispose();
-   * ```
-   */
-  stream(input: GenerateInput, options: Omit<GenerateOptions, 'onToken'>): AsyncIterableIterator<GenerateStep> {
-    return stream(this, input, options);
-  }
 }
 
 /** Checks ids `[B, T]` int32 and returns `[B, T]`. */

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, Module } from '@slmkit/core';
 import { HybridModel, type HybridCache, type HybridForwardOptions, type HybridSpec } from '@slmkit/hybrid';
-import { generate, stream, type GenerateInput, type GenerateOptions, type GenerateOutput, type GenerateStep, type PromptTokenizer } from './generate.js';
+import { LanguageModel } from './language-model.js';
 
 /**
  * The configuration of a {@link HybridLM}: the stack's spec, plus the family it came from (`custom` for one
@@ -64,15 +64,13 @@ export interface HybridLMConfig extends HybridSpec {
  * model.dispose();
  * ```
  */
-export class HybridLM extends Module {
+export class HybridLM extends LanguageModel<HybridForwardOptions, HybridCache> {
   /** The configuration (frozen). */
   readonly config: Readonly<HybridLMConfig> & { readonly eosTokenId: number | number[] | null; readonly padTokenId: number | null };
   /** The body: `model.*`. */
   readonly model: HybridModel;
   /** `lm_head`; undefined when tied to the embeddings. */
   readonly lmHead: Linear | undefined;
-  /** Turns text into ids and back, so {@link HybridLM.generate} accepts strings. */
-  tokenizer: PromptTokenizer | undefined;
 
   /**
    * @param config - the spec and family; validated eagerly.
@@ -84,53 +82,17 @@ export class HybridLM extends Module {
     this.model = this.registerModule('model', new HybridModel(spec));
     this.config = Object.freeze({ ...structuredClone(config), eosTokenId: config.eosTokenId ?? null, padTokenId: config.padTokenId ?? null, family });
     this.lmHead = config.tieWordEmbeddings ? undefined : this.registerModule('lm_head', new Linear(config.hiddenSize, config.vocabSize, { bias: false }));
-    this.tokenizer = undefined;
   }
 
-  private head(hidden: tf.Tensor3D): tf.Tensor3D {
+  /** The final hidden states `[B, T, D]` of the body (`model.*`). */
+  protected hidden(ids: tf.Tensor2D, options: HybridForwardOptions): tf.Tensor3D {
+    return this.model.forward(ids, options);
+  }
+
+  /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */
+  protected head(hidden: tf.Tensor3D): tf.Tensor3D {
     if (this.lmHead != null) return this.lmHead.forward(hidden) as tf.Tensor3D; // [B, T, V]
     return this.model.embedTokens.attend(hidden) as tf.Tensor3D; // [B, T, V]
-  }
-
-  /**
-   * The logits of every position.
-   *
-   * @param ids - int32 `[B, T]`.
-   * @param options - a cache to continue from and update, a padding mask, kernels.
-   * @returns float32 `[B, T, vocabSize]`; the caller owns it.
-   * @throws `ShapeError` for bad ids or mask; `ConfigError` for a cache of another model.
-   */
-  forward(ids: tf.Tensor2D, options: HybridForwardOptions = {}): tf.Tensor3D {
-    return tf.tidy(() => this.head(this.model.forward(ids, options)));
-  }
-
-  /**
-   * The logits of the last position of each row: `[B, vocabSize]`.
-   *
-   * @example
-   * ```ts
-   * import * as tf from '@tensorflow/tfjs-core';
-   * import { HybridLM } from '@slmkit/models';
-   * const model = new HybridLM({
-   *   family: 'custom', vocabSize: 32, hiddenSize: 16, normEps: 1e-6, tieWordEmbeddings: false,
-   *   mamba: { intermediateSize: 32, stateSize: 4, convKernel: 4, timeStepRank: 2 },
-   *   layers: [{ mixer: 'mamba', feedForward: 'none' }],
-   * });
-   * const cache = model.createCache();
-   * const ids = tf.tensor2d([[1, 2, 3]], undefined, 'int32');
-   * const last = model.forwardLast(ids, { cache }); // [1, 32]
-   * tf.dispose([ids, last]);
-   * cache.dispose();
-   * model.dispose();
-   * ```
-   */
-  forwardLast(ids: tf.Tensor2D, options: HybridForwardOptions = {}): tf.Tensor2D {
-    return tf.tidy(() => {
-      const hidden = this.model.forward(ids, options); // [B, T, D]
-      const [B, T, D] = hidden.shape;
-      const last = tf.slice(hidden, [0, T - 1, 0], [B, 1, D]) as tf.Tensor3D; // [B, 1, D]
-      return tf.reshape(this.head(last), [B, this.config.vocabSize]) as tf.Tensor2D; // [B, V]
-    });
   }
 
   /** A new, empty {@link @slmkit/hybrid!HybridCache | HybridCache}; the caller owns it. */
@@ -138,44 +100,4 @@ export class HybridLM extends Module {
     return this.model.createCache();
   }
 
-  /**
-   * Generates up to `maxNewTokens` tokens after each row, as {@link CausalLM.generate} does: a prefill, then one
-   * token at a time through the hybrid cache.
-   *
-   * @example
-   * ```ts
-   * import { HybridLM } from '@slmkit/models';
-   * const model = new HybridLM({
-   *   family: 'custom', vocabSize: 32, hiddenSize: 16, normEps: 1e-6, tieWordEmbeddings: true,
-   *   attention: { numHeads: 2, numKVHeads: 2, headDim: 8, rotary: null },
-   *   mlp: { intermediateSize: 32 },
-   *   layers: [{ mixer: 'attention', feedForward: 'dense' }],
-   * });
-   * const out = await model.generate([[1, 2, 3]], { maxNewTokens: 3, stopTokens: [] });
-   * console.log(out.sequences[0].length); // 6
-   * model.dispose();
-   * ```
-   */
-  generate(input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
-    return generate(this, input, options);
-  }
-
-  /**
-   * {@link HybridLM.generate} as an async iterator of steps.
-   *
-   * @example
-   * ```ts
-   * import { HybridLM } from '@slmkit/models';
-   * const model = new HybridLM({
-   *   family: 'custom', vocabSize: 32, hiddenSize: 16, normEps: 1e-6, tieWordEmbeddings: true,
-   *   mamba: { intermediateSize: 32, stateSize: 4, convKernel: 4, timeStepRank: 2 },
-   *   layers: [{ mixer: 'mamba', feedForward: 'none' }],
-   * });
-   * for await (const step of model.stream([[1, 2]], { maxNewTokens: 2 })) console.log(step.tokens);
-   * model.dispose();
-   * ```
-   */
-  stream(input: GenerateInput, options: Omit<GenerateOptions, 'onToken'>): AsyncIterableIterator<GenerateStep> {
-    return stream(this, input, options);
-  }
 }

@@ -29,3 +29,4 @@ export * from './hybrid-lm.js';
 export * from './families/hybrid.js';
 export * from './families/mamba2.js';
 export * from './mamba2-lm.js';
+export * from './language-model.js';

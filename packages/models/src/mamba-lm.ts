@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, Embedding, Linear, Module, RMSNorm, ShapeError } from '@slmkit/core';
 import { MambaMixer, SsmState, type SelectiveScanOptions } from '@slmkit/ssm';
 import { validateMambaConfig, type MambaConfig } from './families/mamba.js';
-import { generate, stream, type GenerateInput, type GenerateOptions, type GenerateOutput, type GenerateStep, type PromptTokenizer } from './generate.js';
+import { LanguageModel } from './language-model.js';
 import { ModuleList } from './layers/module-list.js';
 
 /**
@@ -204,7 +204,7 @@ export class MambaBlock extends Module {
  * model.dispose();
  * ```
  */
-export class MambaLM extends Module {
+export class MambaLM extends LanguageModel<MambaForwardOptions, MambaCache> {
   /** The configuration (frozen). */
   readonly config: Readonly<MambaConfig>;
   /** `backbone.embeddings`. */
@@ -215,8 +215,6 @@ export class MambaLM extends Module {
   readonly normF: RMSNorm;
   /** `lm_head`; undefined when tied to the embeddings. */
   readonly lmHead: Linear | undefined;
-  /** Turns text into ids and back, so {@link MambaLM.generate} accepts strings. */
-  tokenizer: PromptTokenizer | undefined;
 
   /**
    * @param config - checked eagerly ({@link validateMambaConfig}).
@@ -232,11 +230,10 @@ export class MambaLM extends Module {
     this.layers = backbone.layers;
     this.normF = backbone.normF;
     this.lmHead = config.tieWordEmbeddings ? undefined : this.registerModule('lm_head', new Linear(config.hiddenSize, config.vocabSize, { bias: false }));
-    this.tokenizer = undefined;
   }
 
   /** The final hidden states `[B, T, D]` after `norm_f`. */
-  private hidden(ids: tf.Tensor2D, options: MambaForwardOptions): tf.Tensor3D {
+  protected hidden(ids: tf.Tensor2D, options: MambaForwardOptions): tf.Tensor3D {
     if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32' || ids.size === 0) {
       const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
       throw new ShapeError(`MambaLM: ids must be an int32 tensor [B, T] with B, T >= 1, found ${found}`, { field: 'ids', expected: 'int32 [B, T]', found });
@@ -266,46 +263,10 @@ export class MambaLM extends Module {
     });
   }
 
-  private head(hidden: tf.Tensor3D): tf.Tensor3D {
+  /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */
+  protected head(hidden: tf.Tensor3D): tf.Tensor3D {
     if (this.lmHead != null) return this.lmHead.forward(hidden) as tf.Tensor3D; // [B, T, V]
     return this.embeddings.attend(hidden) as tf.Tensor3D; // [B, T, V]
-  }
-
-  /**
-   * The logits of every position.
-   *
-   * @param ids - int32 `[B, T]`.
-   * @param options - the recurrent state to continue and update, a padding mask, the scan implementation.
-   * @returns float32 `[B, T, vocabSize]`; the caller owns it.
-   * @throws `ShapeError` for bad ids or mask; `ConfigError` for a cache of another model.
-   */
-  forward(ids: tf.Tensor2D, options: MambaForwardOptions = {}): tf.Tensor3D {
-    return tf.tidy(() => this.head(this.hidden(ids, options)));
-  }
-
-  /**
-   * The logits of the last position of each row: `[B, vocabSize]` (what a prefill or a decoding step needs).
-   *
-   * @example
-   * ```ts
-   * import * as tf from '@tensorflow/tfjs-core';
-   * import { MambaLM, mambaConfigFromHF } from '@slmkit/models';
-   * const model = new MambaLM(mambaConfigFromHF({ model_type: 'falcon_mamba', vocab_size: 32, hidden_size: 16, num_hidden_layers: 1, state_size: 4 }));
-   * const cache = model.createCache();
-   * const ids = tf.tensor2d([[1, 2, 3]], undefined, 'int32');
-   * const last = model.forwardLast(ids, { cache }); // [1, 32]
-   * tf.dispose([ids, last]);
-   * cache.dispose();
-   * model.dispose();
-   * ```
-   */
-  forwardLast(ids: tf.Tensor2D, options: MambaForwardOptions = {}): tf.Tensor2D {
-    return tf.tidy(() => {
-      const hidden = this.hidden(ids, options); // [B, T, D]
-      const [B, T, D] = hidden.shape;
-      const last = tf.slice(hidden, [0, T - 1, 0], [B, 1, D]) as tf.Tensor3D; // [B, 1, D]
-      return tf.reshape(this.head(last), [B, this.config.vocabSize]) as tf.Tensor2D; // [B, V]
-    });
   }
 
   /** A new, empty {@link MambaCache}; the caller owns it. */
@@ -313,37 +274,6 @@ export class MambaLM extends Module {
     return new MambaCache(this.config.numLayers);
   }
 
-  /**
-   * Generates up to `maxNewTokens` tokens after each row, as {@link CausalLM.generate} does: a prefill, then one
-   * token at a time through the recurrent state.
-   *
-   * @example
-   * ```ts
-   * import { MambaLM, mambaConfigFromHF } from '@slmkit/models';
-   * const model = new MambaLM(mambaConfigFromHF({ model_type: 'mamba', vocab_size: 32, hidden_size: 16, num_hidden_layers: 1, state_size: 4 }));
-   * const out = await model.generate([[1, 2, 3]], { maxNewTokens: 3, stopTokens: [] });
-   * console.log(out.sequences[0].length); // 6
-   * model.dispose();
-   * ```
-   */
-  generate(input: GenerateInput, options: GenerateOptions): Promise<GenerateOutput> {
-    return generate(this, input, options);
-  }
-
-  /**
-   * {@link MambaLM.generate} as an async iterator of steps.
-   *
-   * @example
-   * ```ts
-   * import { MambaLM, mambaConfigFromHF } from '@slmkit/models';
-   * const model = new MambaLM(mambaConfigFromHF({ model_type: 'mamba', vocab_size: 32, hidden_size: 16, num_hidden_layers: 1, state_size: 4 }));
-   * for await (const step of model.stream([[1, 2]], { maxNewTokens: 2 })) console.log(step.tokens);
-   * model.dispose();
-   * ```
-   */
-  stream(input: GenerateInput, options: Omit<GenerateOptions, 'onToken'>): AsyncIterableIterator<GenerateStep> {
-    return stream(this, input, options);
-  }
 }
 
 /**
