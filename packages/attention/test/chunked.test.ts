@@ -107,6 +107,25 @@ describe('the kernels directly', () => {
     disposeAll(q, k, v, keyMask);
   });
 
+  it('give finite, equal gradients when padding hides every key of a row, on both kernels', async () => {
+    const { q, k, v } = inputs(2, 2, 1, 4, 4, 4, 4);
+    // Row 0: keys 0–1 are padding, so queries 0 and 1 see nothing; row 1: no padding.
+    const keyMask = tf.tensor2d([[0, 0, 1, 1], [1, 1, 1, 1]]);
+    const positions = [0, 1, 2, 3];
+    const opts = { scale: 0.5, rules: { causal: true, slidingWindow: null, prefixLength: 0 }, queryPositions: positions, keyPositions: positions, keyMask };
+    const w = tf.tensor4d(randn(2 * 2 * 4 * 4, 9), [2, 2, 4, 4]);
+    const grads = (kernel: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D) => tf.Tensor4D) =>
+      tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(kernel(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D), w)))([q, k, v]);
+    const naive = grads((a, b, c) => naiveAttention(a, b, c, opts));
+    const chunked = grads((a, b, c) => chunkedAttention(a, b, c, { ...opts, queryBlockSize: 2, keyBlockSize: 3 }));
+    for (let i = 0; i < 3; i++) {
+      const n = await take(naive[i]);
+      expect(n.every(Number.isFinite), `naive d${'qkv'[i]}`).toBe(true);
+      expectClose(await take(chunked[i]), n, 1e-5, `d${'qkv'[i]}`);
+    }
+    disposeAll(q, k, v, keyMask, w);
+  });
+
   it('return zeros for queries that see no key, on both kernels', async () => {
     const { q, k, v } = inputs(1, 2, 1, 2, 3, 4, 4);
     const opts = { scale: 0.5, rules: { causal: true, slidingWindow: null, prefixLength: 0 }, queryPositions: [0, 1], keyPositions: [5, 6, 7] };

@@ -122,8 +122,9 @@ export function chunkedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D,
         tf.dispose([m, l, acc]);
         ({ m, l, acc } = next);
       }
-      // l is 0 for a row with nothing visible and ≥ 1 otherwise; the floor only stops 0/0.
-      outputs.push(tf.div(acc, tf.maximum(l, 1e-30))); // [B, H, qb, Dv]
+      // l is 0 for a row with nothing visible and ≥ 1 otherwise, so a floor of 1 changes only those rows (and, unlike
+      // a tiny floor, keeps their gradient finite: see naiveAttention).
+      outputs.push(tf.div(acc, tf.maximum(l, 1))); // [B, H, qb, Dv]
       tf.dispose([qTile, m, l, acc]);
     }
     return (outputs.length === 1 ? outputs[0] : tf.concat(outputs, 2)) as tf.Tensor4D; // [B, H, T, Dv]

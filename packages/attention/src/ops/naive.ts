@@ -63,8 +63,10 @@ export function naiveAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o
     if (vis != null) s4 = tf.add(s4, tf.mul(tf.sub(vis, 1), -MASKED_SCORE)); // masked: ≈ MASKED_SCORE
     let p = tf.exp(tf.sub(s4, tf.max(s4, -1, true))); // [B, H, T, S]
     if (vis != null) p = tf.mul(p, vis); // a fully masked row is all zeros here
-    // Σp is 0 for a fully masked row and ≥ 1 otherwise (the max contributes exp(0)), so the floor only stops 0/0.
-    const denom = tf.maximum(tf.sum(p, -1, true), 1e-30); // [B, H, T, 1]
+    // Σp is 0 for a fully masked row and ≥ 1 otherwise (the max contributes exp(0)), so a floor of 1 changes only
+    // the masked rows (0 / 1 = 0). A tiny floor would do for the values, but not for the gradient: d(p / n)/dn =
+    // −p / n² underflows n² to 0 and gives 0 / 0 = NaN on those rows.
+    const denom = tf.maximum(tf.sum(p, -1, true), 1); // [B, H, T, 1]
     const pg = tf.reshape(tf.div(p, denom), [B * KV, G * T, S]); // [B·KV, G·T, S]
     return tf.reshape(tf.matMul(pg, vg), [B, H, T, Dv]) as tf.Tensor4D; // [B, H, T, Dv]
   });
