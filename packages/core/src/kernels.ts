@@ -213,3 +213,51 @@ export function registerFusedKernel(spec: FusedKernelSpec): void {
     tf.registerGradient({ kernelName: spec.kernelName, ...spec.gradient });
   }
 }
+
+/**
+ * The gradients of `f` at `inputs` for the upstream gradient `dy`, taken inside a registered gradient (a
+ * `gradFunc`): how a fused kernel without a backward kernel differentiates by recomputing its forward with tfjs
+ * ops. Inputs listed in `names` that are empty (size 0: an absent optional input) get a zero gradient of their
+ * shape and are not differentiated; the result is in `names` order.
+ *
+ * A `tf.grads` inside a `gradFunc` runs while the outer `tf.grads` is in its backward pass: it starts its own tape
+ * and clears the engine's when done, which would break the outer one. This puts the outer tape back (it touches
+ * the engine's `state.activeTape`, a tfjs internal, in this one place).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { recomputeGradients } from '@slmkit/core';
+ * // Inside a gradFunc: d/dx and d/dy of sum(x · y), with an absent (empty) bias.
+ * const x = tf.tensor1d([1, 2]);
+ * const y = tf.tensor1d([3, 4]);
+ * const bias = tf.zeros([0]);
+ * const [dx, dy, dBias] = recomputeGradients(['x', 'y', 'bias'], { x, y, bias }, (t) => tf.mul(t.x, t.y), tf.ones([2]));
+ * console.log(dx.arraySync(), dy.arraySync(), dBias.shape); // [3, 4] [1, 2] [0]
+ * ```
+ */
+export function recomputeGradients<N extends string>(
+  names: readonly N[],
+  inputs: Readonly<Record<N, tf.Tensor>>,
+  f: (inputs: Record<N, tf.Tensor>) => tf.Tensor,
+  dy: tf.Tensor,
+): tf.Tensor[] {
+  const present = names.filter((name) => inputs[name].size > 0);
+  const g = (...xs: tf.Tensor[]): tf.Tensor => {
+    const all = { ...inputs } as Record<N, tf.Tensor>;
+    present.forEach((name, i) => (all[name] = xs[i]));
+    return f(all);
+  };
+  const engine = tf.engine() as unknown as { state: { activeTape: unknown } };
+  const outerTape = engine.state.activeTape;
+  let partial: tf.Tensor[];
+  try {
+    partial = tf.grads(g)(present.map((name) => inputs[name]), dy);
+  } finally {
+    engine.state.activeTape = outerTape;
+  }
+  return names.map((name) => {
+    const i = present.indexOf(name);
+    return i >= 0 ? partial[i] : tf.zeros(inputs[name].shape);
+  });
+}

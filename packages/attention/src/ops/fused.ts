@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { defineFusedOp, registerFusedKernel, type Implementation, type KernelRun } from '@slmkit/core';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, type Implementation, type KernelRun } from '@slmkit/core';
 import { chunkedAttention } from './chunked.js';
 import { checkKernelInputs, type AttentionKernelOptions } from './common.js';
 import { naiveAttention } from './naive.js';
@@ -173,18 +173,9 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
   gradFunc: (dy, saved, attrs) => {
     const [q, k, v, keyMask] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor];
     const a = attrs as unknown as FusedAttrs;
-    const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor): tf.Tensor =>
-      recompute({ q: qq as tf.Tensor4D, k: kk as tf.Tensor4D, v: vv as tf.Tensor4D, keyMask }, a);
-    // A gradient taken inside a gradFunc starts its own tape and clears the engine's when done; the outer
-    // tf.grads still needs its own, so put it back.
-    const engine = tf.engine();
-    const outerTape = engine.state.activeTape;
-    let grads: tf.Tensor[];
-    try {
-      grads = tf.grads(f)([q, k, v], dy as tf.Tensor);
-    } finally {
-      engine.state.activeTape = outerTape;
-    }
+    const forward = (t: Record<'q' | 'k' | 'v', tf.Tensor>): tf.Tensor =>
+      recompute({ q: t.q as tf.Tensor4D, k: t.k as tf.Tensor4D, v: t.v as tf.Tensor4D, keyMask }, a);
+    const grads = recomputeGradients(['q', 'k', 'v'] as const, { q, k, v }, forward, dy as tf.Tensor);
     return { q: () => grads[0], k: () => grads[1], v: () => grads[2], keyMask: () => tf.zerosLike(keyMask) };
   },
 };

@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerFusedKernel } from '@slmkit/core';
+import { recomputeGradients, registerFusedKernel } from '@slmkit/core';
 import { SCAN_INPUT_NAMES, naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 import { scanBackward, scanForward, type ScanArrays, type ScanDims } from './scan-math.js';
 
@@ -128,27 +128,7 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
         { ...a } as unknown as tf.NamedAttrMap,
       ) as tf.Tensor[];
     } else {
-      const present = SCAN_INPUT_NAMES.filter((name) => inputs[name].size > 0);
-      const f = (...xs: tf.Tensor[]): tf.Tensor => {
-        const all = { ...inputs };
-        present.forEach((name, i) => (all[name] = xs[i]));
-        return naiveSelectiveScan(all, a);
-      };
-      // A gradient taken inside a gradFunc: the outer tf.grads is in its backward pass (gradient depth 0), so
-      // this inner one starts its own tape and sets the engine's tape to null when it is done, and the outer one
-      // would then fail cleaning up its tape. Put the outer tape back.
-      const engine = tf.engine();
-      const outerTape = engine.state.activeTape;
-      let partial: tf.Tensor[];
-      try {
-        partial = tf.grads(f)(present.map((name) => inputs[name]), g);
-      } finally {
-        engine.state.activeTape = outerTape;
-      }
-      grads = SCAN_INPUT_NAMES.map((name) => {
-        const i = present.indexOf(name);
-        return i >= 0 ? partial[i] : tf.zeros(inputs[name].shape);
-      });
+      grads = recomputeGradients(SCAN_INPUT_NAMES, inputs, (all) => naiveSelectiveScan(all as ScanKernelInputs, a), g);
     }
     return Object.fromEntries(SCAN_INPUT_NAMES.map((name, i) => [name, () => grads[i]]));
   },

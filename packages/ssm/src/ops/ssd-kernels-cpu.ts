@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { registerFusedKernel } from '@slmkit/core';
+import { recomputeGradients, registerFusedKernel } from '@slmkit/core';
 import { ssdBackward, ssdForward, type SsdArrays, type SsdMathDims } from './ssd-math.js';
 import { SSD_INPUT_NAMES, chunkedSsdScan, ssdDims, type SsdKernelAttrs, type SsdKernelInputs } from './ssd-naive.js';
 
@@ -97,26 +97,7 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
         { ...a } as unknown as tf.NamedAttrMap,
       ) as tf.Tensor[];
     } else {
-      const present = SSD_INPUT_NAMES.filter((name) => inputs[name].size > 0);
-      const f = (...xs: tf.Tensor[]): tf.Tensor => {
-        const all = { ...inputs };
-        present.forEach((name, i) => (all[name] = xs[i]));
-        return chunkedSsdScan(all, a);
-      };
-      // A gradient taken inside a gradFunc ends by setting the engine's tape to null, under the outer tf.grads
-      // that is running its backward pass; put the outer tape back (as the Mamba-1 scan's gradient does).
-      const engine = tf.engine();
-      const outerTape = engine.state.activeTape;
-      let partial: tf.Tensor[];
-      try {
-        partial = tf.grads(f)(present.map((name) => inputs[name]), g);
-      } finally {
-        engine.state.activeTape = outerTape;
-      }
-      grads = SSD_INPUT_NAMES.map((name) => {
-        const i = present.indexOf(name);
-        return i >= 0 ? partial[i] : tf.zeros(inputs[name].shape);
-      });
+      grads = recomputeGradients(SSD_INPUT_NAMES, inputs, (all) => chunkedSsdScan(all as SsdKernelInputs, a), g);
     }
     return Object.fromEntries(SSD_INPUT_NAMES.map((name, i) => [name, () => grads[i]]));
   },
