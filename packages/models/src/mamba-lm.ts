@@ -5,10 +5,11 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Embedding, Linear, Module, RMSNorm, ShapeError } from '@slmkit/core';
+import { ConfigError, Embedding, Linear, Module, RMSNorm } from '@slmkit/core';
 import { MambaMixer, SsmState, type SelectiveScanOptions } from '@slmkit/ssm';
 import { validateMambaConfig, type MambaConfig } from './families/mamba.js';
 import { LanguageModel } from './language-model.js';
+import { recurrentHidden } from './recurrent.js';
 import { ModuleList } from './layers/module-list.js';
 
 /**
@@ -234,33 +235,7 @@ export class MambaLM extends LanguageModel<MambaForwardOptions, MambaCache> {
 
   /** The final hidden states `[B, T, D]` after `norm_f`. */
   protected hidden(ids: tf.Tensor2D, options: MambaForwardOptions): tf.Tensor3D {
-    if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32' || ids.size === 0) {
-      const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
-      throw new ShapeError(`MambaLM: ids must be an int32 tensor [B, T] with B, T >= 1, found ${found}`, { field: 'ids', expected: 'int32 [B, T]', found });
-    }
-    const [B, T] = ids.shape;
-    const { cache, implementation } = options;
-    if (cache != null && (!(cache instanceof MambaCache) || cache.layers.length !== this.config.numLayers || cache.isDisposed)) {
-      throw new ConfigError(`MambaLM: cache must be a live MambaCache of ${this.config.numLayers} layers (from model.createCache())`, {
-        field: 'cache',
-        expected: `a MambaCache of ${this.config.numLayers} layers`,
-        found: cache instanceof MambaCache ? `${cache.layers.length} layers${cache.isDisposed ? ', disposed' : ''}` : typeof cache,
-      });
-    }
-    let mask = options.attentionMask;
-    if (mask != null && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] < T)) {
-      throw new ShapeError(`MambaLM: attentionMask must be [${B}, S >= ${T}], found [${mask.shape.join(', ')}]`, { field: 'attentionMask', expected: [B, T], found: mask.shape.slice() });
-    }
-    return tf.tidy(() => {
-      if (mask != null) mask = tf.slice(mask, [0, mask.shape[1] - T], [B, T]);
-      // Skip the mask when it is all ones: the mixer then runs without the two extra multiplies.
-      const attentionMask = mask == null ? undefined : mask;
-      let h = this.embeddings.forward(ids) as tf.Tensor3D; // [B, T, D]
-      this.layers.items.forEach((layer, i) => {
-        h = layer.forward(h, { state: cache?.layers[i], attentionMask, implementation }); // [B, T, D]
-      });
-      return this.normF.forward(h) as tf.Tensor3D; // [B, T, D]
-    });
+    return recurrentHidden('MambaLM', this, ids, options);
   }
 
   /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */

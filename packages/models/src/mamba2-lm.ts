@@ -5,10 +5,11 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Embedding, Linear, Module, RMSNorm, ShapeError } from '@slmkit/core';
+import { Embedding, Linear, Module, RMSNorm } from '@slmkit/core';
 import { Mamba2Mixer, type SsdScanOptions, type SsmState } from '@slmkit/ssm';
 import { validateMamba2Config, type Mamba2Config } from './families/mamba2.js';
 import { LanguageModel } from './language-model.js';
+import { recurrentHidden } from './recurrent.js';
 import { ModuleList } from './layers/module-list.js';
 import { MambaCache } from './mamba-lm.js';
 
@@ -168,32 +169,7 @@ export class Mamba2LM extends LanguageModel<Mamba2ForwardOptions, MambaCache<tf.
 
   /** The final hidden states `[B, T, D]` after `norm_f`. */
   protected hidden(ids: tf.Tensor2D, options: Mamba2ForwardOptions): tf.Tensor3D {
-    if (!(ids instanceof tf.Tensor) || ids.rank !== 2 || ids.dtype !== 'int32' || ids.size === 0) {
-      const found = ids instanceof tf.Tensor ? `${ids.dtype} [${ids.shape.join(', ')}]` : typeof ids;
-      throw new ShapeError(`Mamba2LM: ids must be an int32 tensor [B, T] with B, T >= 1, found ${found}`, { field: 'ids', expected: 'int32 [B, T]', found });
-    }
-    const [B, T] = ids.shape;
-    const { cache, implementation } = options;
-    const layers = this.config.numLayers;
-    if (cache != null && (!(cache instanceof MambaCache) || cache.layers.length !== layers || cache.isDisposed)) {
-      throw new ConfigError(`Mamba2LM: cache must be a live MambaCache of ${layers} layers (from model.createCache())`, {
-        field: 'cache',
-        expected: `a MambaCache of ${layers} layers`,
-        found: cache instanceof MambaCache ? `${cache.layers.length} layers${cache.isDisposed ? ', disposed' : ''}` : typeof cache,
-      });
-    }
-    const mask = options.attentionMask;
-    if (mask != null && (mask.rank !== 2 || mask.shape[0] !== B || mask.shape[1] < T)) {
-      throw new ShapeError(`Mamba2LM: attentionMask must be [${B}, S >= ${T}], found [${mask.shape.join(', ')}]`, { field: 'attentionMask', expected: [B, T], found: mask.shape.slice() });
-    }
-    return tf.tidy(() => {
-      const attentionMask = mask == null ? undefined : tf.slice(mask, [0, mask.shape[1] - T], [B, T]); // [B, T]
-      let h = this.embeddings.forward(ids) as tf.Tensor3D; // [B, T, D]
-      this.layers.items.forEach((layer, i) => {
-        h = layer.forward(h, { state: cache?.layers[i], attentionMask, implementation }); // [B, T, D]
-      });
-      return this.normF.forward(h) as tf.Tensor3D; // [B, T, D]
-    });
+    return recurrentHidden('Mamba2LM', this, ids, options);
   }
 
   /** `lm_head(h)` or the tied `h · Eᵀ`: `[B, T, D]` to `[B, T, V]`. */
