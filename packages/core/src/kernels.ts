@@ -261,3 +261,60 @@ export function recomputeGradients<N extends string>(
     return i >= 0 ? partial[i] : tf.zeros(inputs[name].shape);
   });
 }
+
+/**
+ * What {@link fusedGradient} needs: the kernel's input names (in the order its backward kernel returns their
+ * gradients), that backward kernel's name, and the tfjs-ops forward to differentiate where a backend lacks it.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import type { FusedGradientSpec } from '@slmkit/core';
+ * const spec: FusedGradientSpec<'x', object> = {
+ *   inputNames: ['x'],
+ *   gradKernelName: 'DocSquareGrad',
+ *   recompute: ({ x }) => tf.square(x),
+ * };
+ * ```
+ */
+export interface FusedGradientSpec<N extends string, A> {
+  /** The kernel's inputs, in the order of the backward kernel's outputs. */
+  inputNames: readonly N[];
+  /** The backward kernel: inputs the forward's and `dy`, attrs the forward's, one gradient per input. */
+  gradKernelName: string;
+  /** The forward in tfjs ops, differentiated (see {@link recomputeGradients}) where there is no backward kernel. */
+  recompute: (inputs: Record<N, tf.Tensor>, attrs: A) => tf.Tensor;
+  /** Told which way each gradient ran. */
+  onRun?: (run: { backend: string; path: 'kernel' | 'recompute' }) => void;
+}
+
+/**
+ * The gradient to register with a fused kernel (`registerFusedKernel({ gradient })`): the backend's backward
+ * kernel where it has one, otherwise {@link recomputeGradients} of the tfjs-ops forward from the saved inputs.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { fusedGradient } from '@slmkit/core';
+ * const gradient = fusedGradient<'x', object>({ inputNames: ['x'], gradKernelName: 'DocSquareGrad', recompute: ({ x }) => tf.square(x) });
+ * console.log(gradient.inputsToSave); // ["x"]
+ * ```
+ */
+export function fusedGradient<N extends string, A>(spec: FusedGradientSpec<N, A>): Omit<tf.GradConfig, 'kernelName'> {
+  const { inputNames, gradKernelName, recompute, onRun } = spec;
+  return {
+    inputsToSave: [...inputNames],
+    gradFunc: (dy, saved, attrs) => {
+      const inputs = Object.fromEntries(inputNames.map((name, i) => [name, saved[i]])) as Record<N, tf.Tensor>;
+      const a = attrs as unknown as A;
+      const backend = tf.getBackend();
+      const path = tf.getKernel(gradKernelName, backend) != null ? 'kernel' : 'recompute';
+      onRun?.({ backend, path });
+      const grads =
+        path === 'kernel'
+          ? (tf.engine().runKernel(gradKernelName, { ...inputs, dy } as unknown as tf.NamedTensorMap, { ...a } as unknown as tf.NamedAttrMap) as tf.Tensor[])
+          : recomputeGradients(inputNames, inputs, (all) => recompute(all, a), dy as tf.Tensor);
+      return Object.fromEntries(inputNames.map((name, i) => [name, () => grads[i]]));
+    },
+  };
+}

@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { recomputeGradients, registerFusedKernel } from '@slmkit/core';
+import { fusedGradient, registerFusedKernel } from '@slmkit/core';
 import { SCAN_INPUT_NAMES, naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 import { scanBackward, scanForward, type ScanArrays, type ScanDims } from './scan-math.js';
 
@@ -112,27 +112,12 @@ export function scanGradientLastRun(): ScanGradientRun | undefined {
  * (`cpu`, `wasm`, `webgpu`); on a backend with a forward kernel but no backward one, the gradient of the naive
  * scan recomputed from the saved inputs (a graph of L steps: slow on long sequences).
  */
-const gradient: Omit<tf.GradConfig, 'kernelName'> = {
-  inputsToSave: [...SCAN_INPUT_NAMES],
-  gradFunc: (dy, saved, attrs) => {
-    const inputs = Object.fromEntries(SCAN_INPUT_NAMES.map((name, i) => [name, saved[i]])) as ScanKernelInputs;
-    const a = attrs as unknown as ScanKernelAttrs;
-    const g = dy as tf.Tensor;
-    let grads: tf.Tensor[];
-    const backend = tf.getBackend();
-    lastGradient = { backend, path: tf.getKernel(SCAN_GRAD_KERNEL, backend) != null ? 'kernel' : 'naive' };
-    if (lastGradient.path === 'kernel') {
-      grads = tf.engine().runKernel(
-        SCAN_GRAD_KERNEL,
-        { ...inputs, dy: g } as unknown as tf.NamedTensorMap,
-        { ...a } as unknown as tf.NamedAttrMap,
-      ) as tf.Tensor[];
-    } else {
-      grads = recomputeGradients(SCAN_INPUT_NAMES, inputs, (all) => naiveSelectiveScan(all as ScanKernelInputs, a), g);
-    }
-    return Object.fromEntries(SCAN_INPUT_NAMES.map((name, i) => [name, () => grads[i]]));
-  },
-};
+const gradient = fusedGradient<(typeof SCAN_INPUT_NAMES)[number], ScanKernelAttrs>({
+  inputNames: SCAN_INPUT_NAMES,
+  gradKernelName: SCAN_GRAD_KERNEL,
+  recompute: (inputs, attrs) => naiveSelectiveScan(inputs as ScanKernelInputs, attrs),
+  onRun: ({ backend, path }) => (lastGradient = { backend, path: path === 'kernel' ? 'kernel' : 'naive' }),
+});
 
 /** Registers the forward and backward kernels on `cpu` and `wasm`, and the gradient. Idempotent. */
 export function registerCpuKernels(): void {

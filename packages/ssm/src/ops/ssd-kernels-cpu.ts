@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { recomputeGradients, registerFusedKernel } from '@slmkit/core';
+import { fusedGradient, registerFusedKernel } from '@slmkit/core';
 import { ssdBackward, ssdForward, type SsdArrays, type SsdMathDims } from './ssd-math.js';
 import { SSD_INPUT_NAMES, chunkedSsdScan, ssdDims, type SsdKernelAttrs, type SsdKernelInputs } from './ssd-naive.js';
 
@@ -83,25 +83,11 @@ function backwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]
  * The gradient of the scan, shared by every backend: the backward kernel where the current backend has one; on
  * the others (`webgpu`), the gradient of the chunked tfjs-ops scan recomputed from the saved inputs.
  */
-const gradient: Omit<tf.GradConfig, 'kernelName'> = {
-  inputsToSave: [...SSD_INPUT_NAMES],
-  gradFunc: (dy, saved, attrs) => {
-    const inputs = Object.fromEntries(SSD_INPUT_NAMES.map((name, i) => [name, saved[i]])) as SsdKernelInputs;
-    const a = attrs as unknown as SsdKernelAttrs;
-    const g = dy as tf.Tensor;
-    let grads: tf.Tensor[];
-    if (tf.getKernel(SSD_GRAD_KERNEL, tf.getBackend()) != null) {
-      grads = tf.engine().runKernel(
-        SSD_GRAD_KERNEL,
-        { ...inputs, dy: g } as unknown as tf.NamedTensorMap,
-        { ...a } as unknown as tf.NamedAttrMap,
-      ) as tf.Tensor[];
-    } else {
-      grads = recomputeGradients(SSD_INPUT_NAMES, inputs, (all) => chunkedSsdScan(all as SsdKernelInputs, a), g);
-    }
-    return Object.fromEntries(SSD_INPUT_NAMES.map((name, i) => [name, () => grads[i]]));
-  },
-};
+const gradient = fusedGradient<(typeof SSD_INPUT_NAMES)[number], SsdKernelAttrs>({
+  inputNames: SSD_INPUT_NAMES,
+  gradKernelName: SSD_GRAD_KERNEL,
+  recompute: (inputs, attrs) => chunkedSsdScan(inputs as SsdKernelInputs, attrs),
+});
 
 /** Registers the forward and backward kernels on `cpu` and `wasm`, and the gradient. Idempotent. */
 export function registerSsdCpuKernels(): void {
