@@ -9,7 +9,7 @@ import type { ModelFamily } from './family.js';
 import { HFFields } from './hf-fields.js';
 import { routingFromHF } from './moe-fields.js';
 import { LLAMA_NAMES, type FamilyNames } from './names.js';
-import { qwen2Windows } from './qwen2.js';
+import { qwen2Config } from './qwen2.js';
 
 /**
  * Maps a Qwen2-MoE `config.json` to a {@link CausalLMConfig}, with `Qwen2MoeConfig`'s defaults (rms_norm_eps 1e-6,
@@ -33,11 +33,8 @@ import { qwen2Windows } from './qwen2.js';
  */
 export function qwen2MoeConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
   const f = new HFFields(json, 'qwen2_moe');
-  const dims = f.dimensions('derived');
-  const { headDim, numLayers } = dims;
-  const maxPositionEmbeddings = f.int('max_position_embeddings', 32768);
-  const { slidingWindow, layerTypes } = qwen2Windows(f, numLayers);
-
+  const config = qwen2Config(f, 'qwen2_moe', 'derived');
+  const { numLayers } = config;
   const step = f.int('decoder_sparse_step', 1);
   const mlpOnly = json.mlp_only_layers ?? [];
   if (!Array.isArray(mlpOnly) || mlpOnly.some((l) => !Number.isInteger(l) || l < 0)) {
@@ -46,33 +43,12 @@ export function qwen2MoeConfigFromHF(json: Record<string, unknown>): CausalLMCon
   const routing = routingFromHF(f, { numExpertsField: 'num_experts', numExperts: 60, topK: 4, normalizeTopK: { default: false }, routerAuxLossCoef: 0.001 });
   const sparseLayers = Array.from({ length: numLayers }, (_, i) => i).filter((i) => !(mlpOnly as number[]).includes(i) && (i + 1) % step === 0);
 
-  const config: CausalLMConfig = {
-    family: 'qwen2_moe',
-    ...dims,
-    activation: f.activation(['hidden_act'], 'silu'),
-    mlp: 'gated',
-    norm: { type: 'rms', eps: f.positive('rms_norm_eps', 1e-6) },
-    rotary: f.rotary({ max_position_embeddings: maxPositionEmbeddings, head_dim: headDim }),
-    attentionBias: { q: true, k: true, v: true, o: false },
-    mlpBias: false,
-    qkNorm: null,
-    fusedQKV: false,
-    fusedGateUp: false,
-    parallelResidual: false,
-    slidingWindow,
-    tieWordEmbeddings: f.flag('tie_word_embeddings', false),
-    lmHeadBias: false,
-    scaleEmbeddings: false,
-    maxPositionEmbeddings,
-    ...f.specialTokens(null, null, null),
-    moe: {
-      ...routing,
-      expertIntermediateSize: f.int('moe_intermediate_size', 1408),
-      sharedExpertIntermediateSize: f.int('shared_expert_intermediate_size', 5632),
-      ...(sparseLayers.length === numLayers ? {} : { sparseLayers }),
-    },
+  config.moe = {
+    ...routing,
+    expertIntermediateSize: f.int('moe_intermediate_size', 1408),
+    sharedExpertIntermediateSize: f.int('shared_expert_intermediate_size', 5632),
+    ...(sparseLayers.length === numLayers ? {} : { sparseLayers }),
   };
-  if (layerTypes !== undefined) config.layerTypes = layerTypes;
   return config;
 }
 

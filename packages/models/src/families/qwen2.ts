@@ -31,15 +31,22 @@ import { LLAMA_NAMES } from './names.js';
  * ```
  */
 export function qwen2ConfigFromHF(json: Record<string, unknown>): CausalLMConfig {
-  const f = new HFFields(json, 'qwen2');
-  const dims = f.dimensions('explicit');
+  return qwen2Config(new HFFields(json, 'qwen2'), 'qwen2', 'explicit');
+}
+
+/**
+ * Qwen2's config from its fields, for `qwen2` and for `qwen2_moe` (which adds its mixture of experts to it).
+ * Internal to the families.
+ */
+export function qwen2Config(f: HFFields, family: 'qwen2' | 'qwen2_moe', headDimRule: Parameters<HFFields['dimensions']>[0]): CausalLMConfig {
+  const dims = f.dimensions(headDimRule);
   const { headDim, numLayers } = dims;
   const maxPositionEmbeddings = f.int('max_position_embeddings', 32768);
 
   const { slidingWindow, layerTypes } = qwen2Windows(f, numLayers);
 
   const config: CausalLMConfig = {
-    family: 'qwen2',
+    family,
     ...dims,
     activation: f.activation(['hidden_act'], 'silu'),
     mlp: 'gated',
