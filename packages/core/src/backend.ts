@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError } from './errors.js';
+import { prepareNodeWasmThreads } from './wasm-threads.js';
 
 /**
  * The backends slmkit knows how to start.
@@ -48,6 +49,30 @@ export interface BackendInfo {
   reason: string;
   /** For `webgpu`: the adapter's vendor / architecture / description, where the platform reports them. */
   adapter?: string;
+  /** For `wasm`: how many threads XNNPACK runs on (1: the calling thread only). */
+  threads?: number;
+}
+
+/**
+ * Options of {@link initBackend}.
+ *
+ * @example
+ * ```ts
+ * import { initBackend, type InitBackendOptions } from '@slmkit/core';
+ * const options: InitBackendOptions = { threads: 2 };
+ * const info = await initBackend('wasm', options);
+ * console.log(info.threads); // 2 on a machine with two cores or more
+ * ```
+ */
+export interface InitBackendOptions {
+  /**
+   * `wasm` only: the threads XNNPACK's matmuls, convolutions and other kernels run on, the calling thread included.
+   * Default: `SLMKIT_WASM_THREADS` when set in Node, else 1 in Node and tfjs's own default in a browser (half the
+   * logical cores, at most 4, on a cross-origin-isolated page; 1 elsewhere). Fixed at the backend's first start:
+   * asking for another count afterwards is a {@link ConfigError}. In a browser, threads need a cross-origin-isolated
+   * page (`SharedArrayBuffer`); without one the backend runs on 1 and `BackendInfo.threads` says so.
+   */
+  threads?: number;
 }
 
 const TF_NAME: Record<BackendName, string> = { webgpu: 'webgpu', wasm: 'wasm', cpu: 'cpu', cuda: 'tensorflow' };
@@ -98,6 +123,68 @@ async function describeAdapter(): Promise<string | undefined> {
   const info = adapter.info;
   if (info == null) return 'unknown adapter';
   return [info.vendor, info.architecture, info.description].filter((s) => s != null && s !== '').join(' / ') || 'unknown adapter';
+}
+
+const MAX_THREADS = 64;
+
+/** The wasm thread count asked for: the option, else `SLMKIT_WASM_THREADS` in Node; checked. */
+function wantedThreads(options: InitBackendOptions): number | undefined {
+  const fromEnv = isNode ? process.env.SLMKIT_WASM_THREADS : undefined;
+  const [value, field] =
+    options.threads != null ? [options.threads as unknown, 'threads'] : fromEnv != null && fromEnv !== '' ? [Number(fromEnv), 'SLMKIT_WASM_THREADS'] : [undefined, ''];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_THREADS) {
+    throw new ConfigError(`${field}: expected an integer from 1 to ${MAX_THREADS}, found ${field === 'threads' ? String(value) : fromEnv}`, {
+      field,
+      expected: `an integer in [1, ${MAX_THREADS}]`,
+      found: field === 'threads' ? value : fromEnv,
+    });
+  }
+  return value;
+}
+
+/** Starts tfjs's wasm backend with `threads` threads (its first start only), or checks the running one has them. */
+async function startWasm(threads: number | undefined): Promise<number> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  const started = tf.findBackend('wasm') != null;
+  if (started) {
+    const actual = wasm.getThreadsCount();
+    if (threads != null && threads !== actual) {
+      throw new ConfigError(
+        `threads: the wasm backend already runs on ${actual} thread${actual === 1 ? '' : 's'}; the count is fixed at its first start`,
+        { field: 'threads', expected: actual, found: threads },
+      );
+    }
+    await setBackendOrThrow('wasm');
+    return actual;
+  }
+  let restore = (): void => {};
+  if (threads != null && threads > 1 && isNode) restore = await prepareNodeWasmThreads(threads, wasm.setThreadsCount);
+  else if (threads != null) wasm.setThreadsCount(threads);
+  try {
+    await setBackendOrThrow('wasm');
+  } finally {
+    restore();
+  }
+  return wasm.getThreadsCount();
+}
+
+async function setBackendOrThrow(tfName: string, name: BackendName = tfName as BackendName): Promise<void> {
+  let ok = false;
+  let cause = '';
+  try {
+    ok = await tf.setBackend(tfName);
+    await tf.ready();
+  } catch (e) {
+    cause = (e as Error).message;
+  }
+  if (!ok || tf.getBackend() !== tfName) {
+    throw new BackendError(`backend "${name}" failed to initialise${cause ? `: ${cause}` : ''}`, {
+      field: 'backend',
+      expected: name,
+      found: tf.getBackend() ?? 'none',
+    });
+  }
 }
 
 async function registerBackend(name: BackendName): Promise<void> {
@@ -173,7 +260,13 @@ function parseBackendName(value: string, field: string): BackendName {
  * SwiftShader (`/usr/lib/chromium/vk_swiftshader_icd.json`, from Debian's `chromium`). `cuda` needs the optional peer
  * `@tensorflow/tfjs-node-gpu`.
  *
+ * `wasm` runs on one thread in Node unless asked for more (`{ threads: 2 }`, or `SLMKIT_WASM_THREADS=2`): tfjs's
+ * threaded build does not start in Node by itself, and this starts it (worker threads on XNNPACK's pool, which
+ * never keep the process alive). Matmuls and the other XNNPACK kernels then split their work across the threads;
+ * slmkit's own WebAssembly kernels (fused attention, the scans) stay on the calling thread.
+ *
  * @param name - the backend to start; omit for the platform default.
+ * @param options - `threads` for `wasm`; see {@link InitBackendOptions}.
  * @returns which backend is now current, and why.
  * @throws {@link BackendError} when the backend cannot start; {@link ConfigError} for an unknown name.
  *
@@ -185,26 +278,20 @@ function parseBackendName(value: string, field: string): BackendName {
  * console.log(`running on ${name} (${reason}); tfjs says ${tf.getBackend()}`);
  * ```
  */
-export async function initBackend(name?: BackendName): Promise<BackendInfo> {
+export async function initBackend(name?: BackendName, options: InitBackendOptions = {}): Promise<BackendInfo> {
   const chosen = name == null ? defaultBackend() : { name: parseBackendName(name, 'backend'), reason: 'requested' };
-  await registerBackend(chosen.name);
-  const tfName = TF_NAME[chosen.name];
-  let ok = false;
-  let cause = '';
-  try {
-    ok = await tf.setBackend(tfName);
-    await tf.ready();
-  } catch (e) {
-    cause = (e as Error).message;
-  }
-  if (!ok || tf.getBackend() !== tfName) {
-    throw new BackendError(`backend "${chosen.name}" failed to initialise${cause ? `: ${cause}` : ''}`, {
-      field: 'backend',
-      expected: chosen.name,
-      found: tf.getBackend() ?? 'none',
+  if (options.threads != null && chosen.name !== 'wasm') {
+    throw new ConfigError(`threads: only the wasm backend takes a thread count, not ${chosen.name}`, {
+      field: 'threads',
+      expected: 'backend wasm',
+      found: chosen.name,
     });
   }
+  await registerBackend(chosen.name);
+  const tfName = TF_NAME[chosen.name];
   const info: BackendInfo = { name: chosen.name, tfBackend: tfName, reason: chosen.reason };
+  if (chosen.name === 'wasm') info.threads = await startWasm(wantedThreads(options));
+  else await setBackendOrThrow(tfName, chosen.name);
   if (chosen.name === 'webgpu') info.adapter = await describeAdapter();
   return info;
 }

@@ -1,0 +1,96 @@
+// The wasm backend on two threads in Node: tfjs's threaded build really starts (a worker thread runs XNNPACK's
+// pool), computes what the single-threaded cpu backend computes, keeps its count fixed, rejects bad counts, and
+// does not keep a process alive.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, GatedMLP, initBackend } from '../src/index.js';
+
+/** The threaded module's pthread bookkeeping (Emscripten's), to see a worker thread really running. */
+interface ThreadedModule {
+  PThread?: { runningWorkers: unknown[] };
+}
+
+async function onBackend<T>(name: 'cpu' | 'wasm', f: () => T | Promise<T>): Promise<T> {
+  await initBackend(name);
+  return f();
+}
+
+describe('wasm backend threads (Node)', () => {
+  it('starts XNNPACK on two threads and computes what cpu computes', async () => {
+    const info = await initBackend('wasm', { threads: 2 });
+    expect(info.threads).toBe(2);
+    const module = (tf.backend() as unknown as { wasm: ThreadedModule }).wasm;
+    expect(module.PThread?.runningWorkers.length ?? 0).toBeGreaterThanOrEqual(1);
+
+    const values = (seed: number, n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
+    const a = values(1, 96 * 80);
+    const b = values(2, 80 * 200);
+    const mlp = GatedMLP.create(80, 144, { activation: 'silu', seed: 3 });
+    const run = async () => {
+      const [y, z] = tf.tidy(() => {
+        const x = tf.tensor2d(a, [96, 80]); // [T, d]
+        return [tf.matMul(x, tf.tensor2d(b, [80, 200])), mlp.forward(x.reshape([1, 96, 80]))]; // [T, 200], [1, T, d]
+      });
+      const out = [await y.data(), await z.data()] as Float32Array[];
+      tf.dispose([y, z]);
+      return out;
+    };
+    const before = tf.memory().numTensors;
+    const [yWasm, zWasm] = await run();
+    expect(tf.memory().numTensors).toBe(before);
+    const [yCpu, zCpu] = await onBackend('cpu', run);
+    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu]] as const) {
+      let worst = 0;
+      for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(p[i] - q[i]) / (1 + Math.abs(q[i])));
+      expect(worst).toBeLessThan(1e-5);
+    }
+    mlp.dispose();
+
+    // The count is fixed at the first start: the same count is fine, another one is an error naming both.
+    expect((await initBackend('wasm', { threads: 2 })).threads).toBe(2);
+    expect((await initBackend('wasm')).threads).toBe(2);
+    const err = await initBackend('wasm', { threads: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toMatchObject({ details: { field: 'threads', expected: 2, found: 1 } });
+  });
+
+  it('rejects thread counts that are not whole numbers from 1 to 64, and threads on another backend', async () => {
+    for (const threads of [0, -1, 1.5, 65, Number.NaN]) {
+      await expect(initBackend('wasm', { threads })).rejects.toThrow(ConfigError);
+    }
+    await expect(initBackend('wasm', { threads: '2' as unknown as number })).rejects.toThrow(/threads: expected an integer/);
+    const err = await initBackend('cpu', { threads: 2 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ details: { field: 'threads', expected: 'backend wasm', found: 'cpu' } });
+    const saved = process.env.SLMKIT_WASM_THREADS;
+    process.env.SLMKIT_WASM_THREADS = 'two';
+    try {
+      await expect(initBackend('wasm')).rejects.toThrow(/SLMKIT_WASM_THREADS: expected an integer from 1 to 64, found two/);
+    } finally {
+      if (saved == null) delete process.env.SLMKIT_WASM_THREADS;
+      else process.env.SLMKIT_WASM_THREADS = saved;
+    }
+  });
+
+  it('a fresh process (the built package, SLMKIT_WASM_THREADS=2) runs on two threads and exits by itself', async () => {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const script = `
+      import * as tf from '@tensorflow/tfjs-core';
+      import { initBackend } from ${JSON.stringify(dist)};
+      const info = await initBackend('wasm');
+      const y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
+      console.log(JSON.stringify({ threads: info.threads, y: (await y.data())[0] }));
+    `;
+    const cwd = fileURLToPath(new URL('..', import.meta.url));
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
+      execFile(
+        process.execPath,
+        ['--input-type=module', '-e', script],
+        { cwd, timeout: 60_000, env: { ...process.env, SLMKIT_WASM_THREADS: '2' } },
+        (error, out, errOut) => (error ? reject(new Error(`${error.message}\n${errOut}`)) : resolve({ stdout: out })),
+      );
+    });
+    expect(JSON.parse(stdout.trim())).toEqual({ threads: 2, y: 64 });
+  });
+});
