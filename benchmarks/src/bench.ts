@@ -3,6 +3,8 @@
  * printed as they finish, and write the JSON, Markdown and SVG results. `main.ts` calls it with the command
  * line's options; the tests call it in-process with tiny cases.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend, type BackendName } from '@slmkit/core';
 import { collectHeader, finishHeader, headerLines, type RunHeader } from './header.js';
 import { selectCases, type BenchCase } from './registry.js';
@@ -16,6 +18,13 @@ export interface BenchOptions {
   cases: readonly BenchCase[];
   /** The backend; omitted, `initBackend()` picks the platform default (`wasm` in Node, or `SLMKIT_BACKEND`). */
   backend?: BackendName;
+  /** `wasm`: the threads this process runs on (default `SLMKIT_WASM_THREADS`, else 1). */
+  threads?: number;
+  /**
+   * Runs the cases that ask for another wasm thread count than this process has, and returns their results; by
+   * default a child process of `main.js` with `--threads`. Tests replace it.
+   */
+  runWithThreads?: (threads: number, cases: BenchCase[], settings: { warmup: number; repeats: number; budgetMs: number }) => Promise<CaseResult[]>;
   quick?: boolean;
   filters?: string[];
   warmup?: number;
@@ -53,13 +62,19 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   const budgetMs = options.budgetMs ?? defaults.budgetMs;
   const filters = options.filters ?? [];
 
-  const backend = await initBackend(options.backend);
-  const cases = selectCases(options.cases, { quick, filters });
+  const backend = await initBackend(options.backend, options.threads != null ? { threads: options.threads } : {});
+  const threads = backend.threads;
+  // Cases asking for a thread count: elsewhere when it is not this process's, left out off wasm.
+  const selected = selectCases(options.cases, { quick, filters }).filter((c) => c.threads == null || threads != null);
+  const cases = selected.filter((c) => c.threads == null || c.threads === threads);
+  const elsewhere = new Map<number, BenchCase[]>();
+  for (const c of selected) if (c.threads != null && c.threads !== threads) elsewhere.set(c.threads, [...(elsewhere.get(c.threads) ?? []), c]);
   const startMs = performance.now();
   const header = collectHeader({
     backend: backend.name,
     backendReason: backend.reason,
     ...(backend.adapter != null ? { adapter: backend.adapter } : {}),
+    ...(threads != null ? { threads } : {}),
     quick,
     filters,
     warmup,
@@ -67,25 +82,36 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     budgetMs,
   });
   info(`${headerLines(header).join('\n')}\n\n`);
-  if (cases.length === 0) info('no case matches the selection\n');
+  if (selected.length === 0) info('no case matches the selection\n');
 
-  const table = new TablePrinter(cases);
+  const table = new TablePrinter(selected);
   const tty = !options.json && options.out == null && process.stderr.isTTY === true;
   if (!options.json) out(`${table.header()}\n`);
+  const total = selected.length;
+  const report = (r: CaseResult, i: number): void => {
+    if (tty) err('\x1b[2K');
+    if (options.json) err(`[${i + 1}/${total}] ${r.id}: ${fmtMs(r.medianMs)} ms ${fmtCheck(r)}\n`);
+    else out(`${table.row(r)}\n`);
+  };
   const results = await runCases(cases, {
     warmup,
     repeats,
     budgetMs,
     backend: backend.name,
-    onStart: (c, i, total) => {
+    ...(threads != null ? { threads } : {}),
+    onStart: (c, i) => {
       if (tty) err(`  running ${c.id} (${i + 1}/${total})...\r`);
     },
-    onResult: (r, i, total) => {
-      if (tty) err('\x1b[2K');
-      if (options.json) err(`[${i + 1}/${total}] ${r.id}: ${fmtMs(r.medianMs)} ms ${fmtCheck(r)}\n`);
-      else out(`${table.row(r)}\n`);
-    },
+    onResult: (r, i) => report(r, i),
   });
+  const runWithThreads = options.runWithThreads ?? childRun;
+  for (const [n, group] of elsewhere) {
+    if (tty) err(`  running ${group.length} case${group.length === 1 ? '' : 's'} on ${n} threads in a child process...\r`);
+    for (const r of await runWithThreads(n, group, { warmup, repeats, budgetMs })) {
+      results.push(r);
+      report(r, results.length - 1);
+    }
+  }
   finishHeader(header, startMs);
 
   const run: BenchRun = { header, results };
@@ -100,4 +126,40 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   );
   if (run.files) info(`wrote ${run.files.json}, ${run.files.md}, ${run.files.svg}\n`);
   return run;
+}
+
+/** Runs `cases` in a child `main.js --threads n --json`, and returns its results (an error result per case if it fails). */
+async function childRun(
+  threads: number,
+  cases: BenchCase[],
+  settings: { warmup: number; repeats: number; budgetMs: number },
+): Promise<CaseResult[]> {
+  // The built entry point, from `dist/` (this file's home once built) or `src/` (under the tests).
+  const main = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+  const escape = (id: string): string => id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const args = [
+    main,
+    '--backend=wasm',
+    `--threads=${threads}`,
+    '--json',
+    '--no-write',
+    `--filter=^(${cases.map((c) => escape(c.id)).join('|')})$`,
+    `--warmup=${settings.warmup}`,
+    `--repeats=${settings.repeats}`,
+    `--budget=${settings.budgetMs / 1000}`,
+  ];
+  try {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, args, { maxBuffer: 64 << 20 }, (error, out, errOut) =>
+        error != null && out === '' ? reject(new Error(`${error.message}\n${errOut}`)) : resolve(out),
+      );
+    });
+    return (JSON.parse(stdout) as { results: CaseResult[] }).results;
+  } catch (e) {
+    const message = `child process on ${threads} threads failed: ${(e as Error).message}`;
+    return cases.map((c) => ({
+      id: c.id, block: c.block, series: c.series, axis: c.axis, phase: c.phase, shape: c.shape,
+      backend: 'wasm', threads, samplesMs: [], n: 0, setupMs: 0, leakedTensors: 0, error: message,
+    }));
+  }
 }

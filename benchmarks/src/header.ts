@@ -29,6 +29,8 @@ export interface RunHeader {
   backendReason: string;
   /** For webgpu: the adapter. */
   adapter?: string;
+  /** For wasm: the threads XNNPACK runs on in this process (cases that ask for another count run in a child). */
+  threads?: number;
   machine: MachineInfo;
   versions: { node: string; tfjs: string };
   /** `git rev-parse --short HEAD`, with `-dirty` when the code under test had uncommitted changes; `unknown` outside git. */
@@ -80,6 +82,7 @@ export function collectHeader(options: {
   backend: string;
   backendReason: string;
   adapter?: string;
+  threads?: number;
   quick: boolean;
   filters: string[];
   warmup: number;
@@ -95,6 +98,7 @@ export function collectHeader(options: {
     startedAt: now.toISOString(),
     backend: options.backend,
     backendReason: options.backendReason,
+    ...(options.threads != null ? { threads: options.threads } : {}),
     machine: {
       cpu: cpus[0]?.model.trim() ?? 'unknown',
       cores: cpus.length,
@@ -128,7 +132,8 @@ export function headerLines(h: RunHeader): string[] {
   const m = h.machine;
   const lines = [
     `date: ${h.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`,
-    `backend: ${h.backend} (${h.backendReason})${h.adapter ? `, adapter ${h.adapter}` : ''}`,
+    `backend: ${h.backend} (${h.backendReason})${h.adapter ? `, adapter ${h.adapter}` : ''}` +
+      (h.threads != null ? `, ${h.threads} thread${h.threads === 1 ? '' : 's'}` : ''),
     `machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform} ${m.arch}`,
     `load average (1/5/15 min): ${m.loadavgStart.join(' / ')} at start` +
       (m.loadavgEnd ? `, ${m.loadavgEnd.join(' / ')} at end` : ''),

@@ -14,6 +14,8 @@ const USAGE = `usage: npm run bench -- [options]
   --filter PATTERN    only cases whose id matches PATTERN, a regular expression or a plain substring
                       (repeatable: a case runs if any pattern matches), e.g. --filter 'mlp/swiglu' --filter 'T=512'
   --backend NAME      wasm (default in Node), cpu or webgpu
+  --threads N         wasm: XNNPACK threads of this run (default SLMKIT_WASM_THREADS, else 1); cases that ask
+                      for another count run in a child process
   --json              print the results as JSON on stdout instead of the table (progress goes to stderr)
   --repeats N         timed runs per case (default 10, --quick 5)
   --warmup N          untimed runs before them (default 2, --quick 1)
@@ -42,6 +44,7 @@ function parse() {
         quick: { type: 'boolean', default: false },
         filter: { type: 'string', multiple: true },
         backend: { type: 'string' },
+        threads: { type: 'string' },
         json: { type: 'boolean', default: false },
         repeats: { type: 'string' },
         warmup: { type: 'string' },
@@ -72,6 +75,8 @@ if (values.list) {
   process.exit(0);
 }
 
+const threads = count('threads', values.threads);
+if (threads === 0) usageError('--threads must be at least 1');
 const repeats = count('repeats', values.repeats);
 const warmup = count('warmup', values.warmup);
 const budget = values.budget == null ? undefined : Number(values.budget);
@@ -79,6 +84,7 @@ if (budget != null && !(budget >= 0)) usageError(`--budget must be a number of s
 const run = await runBench({
   cases: allCases,
   ...(values.backend != null ? { backend: values.backend as BackendName } : {}),
+  ...(threads != null ? { threads } : {}),
   quick: values.quick,
   filters: values.filter ?? [],
   ...(repeats != null ? { repeats: Math.max(1, repeats) } : {}),

@@ -49,6 +49,12 @@ export interface CaseSpec {
   bytes?: number;
   /** Whether `--quick` runs this case. */
   quick?: boolean;
+  /**
+   * `wasm` only: the threads XNNPACK runs this case on. Omitted, the run's count (`--threads`, default 1). A case
+   * asking for another count than the run's runs in a child process of the same run (a backend's thread count is
+   * fixed when it starts), so one results file holds both; on another backend the case is left out.
+   */
+  threads?: number;
   setup(): CaseInstance | Promise<CaseInstance>;
 }
 

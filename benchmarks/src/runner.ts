@@ -19,6 +19,8 @@ export interface RunOptions {
   budgetMs?: number;
   /** The backend name recorded with each result (default `tf.getBackend()`). */
   backend?: string;
+  /** `wasm`: the thread count recorded with each result. */
+  threads?: number;
   /** Called before each case starts. */
   onStart?(c: BenchCase, index: number, total: number): void;
   /** Called as each case finishes. */
@@ -33,6 +35,8 @@ export interface CaseResult {
   phase: Phase;
   shape: Record<string, number>;
   backend: string;
+  /** `wasm`: the threads XNNPACK ran on. */
+  threads?: number;
   flops?: number;
   bytes?: number;
   /** Timed runs, in milliseconds, in the order they ran. */
@@ -125,6 +129,7 @@ export async function runCase(c: BenchCase, options: RunOptions = {}): Promise<C
     setupMs: round4(setupMs),
     leakedTensors,
   };
+  if (options.threads != null) result.threads = options.threads;
   if (c.flops != null) result.flops = c.flops;
   if (c.bytes != null) result.bytes = c.bytes;
   if (samples.length > 0) {

@@ -197,6 +197,49 @@ describe('runner', () => {
   });
 });
 
+describe('wasm thread counts', () => {
+  it('runs cases asking for another thread count elsewhere, in one results list, and leaves them out off wasm', async () => {
+    const asked: [number, string[]][] = [];
+    const run = await runBench({
+      cases: [tiny('one', 2), tiny('two', 2, { threads: 2 }), tiny('same', 3, { threads: 1 })],
+      backend: 'wasm',
+      warmup: 0,
+      repeats: 1,
+      out: () => {},
+      err: () => {},
+      runWithThreads: async (threads, cases) => {
+        asked.push([threads, cases.map((c) => c.id)]);
+        return cases.map((c) => ({ ...c, backend: 'wasm', threads, samplesMs: [1], n: 1, medianMs: 1, setupMs: 0, leakedTensors: 0 }));
+      },
+    });
+    expect(asked).toEqual([[2, ['tiny/two/T=2']]]);
+    expect(run.results.map((r) => [r.id, r.threads])).toEqual([
+      ['tiny/one/T=2', 1],
+      ['tiny/same/T=3', 1],
+      ['tiny/two/T=2', 2],
+    ]);
+    expect(run.header.threads).toBe(1);
+
+    const onCpu = await runBench({ cases: [tiny('one', 2), tiny('two', 2, { threads: 2 })], backend: 'cpu', warmup: 0, repeats: 1, out: () => {}, err: () => {} });
+    expect(onCpu.results.map((r) => r.id)).toEqual(['tiny/one/T=2']);
+  });
+
+  it('runs a registered two-thread case in a child process of the built runner', async () => {
+    const run = await runBench({
+      cases: allCases,
+      filters: ['^mlp/swiglu/forward-2threads/T=128$'],
+      backend: 'wasm',
+      warmup: 0,
+      repeats: 1,
+      out: () => {},
+      err: () => {},
+    });
+    expect(run.results).toHaveLength(1);
+    expect(run.results[0]).toMatchObject({ id: 'mlp/swiglu/forward-2threads/T=128', threads: 2, n: 1, leakedTensors: 0 });
+    expect(run.results[0]!.error).toBeUndefined();
+  });
+});
+
 describe('helpers', () => {
   it('interpolates quantiles', () => {
     expect(quantile([1, 2, 3, 4, 5], 0.5)).toBe(3);

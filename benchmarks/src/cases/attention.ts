@@ -174,18 +174,27 @@ const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
 
 /**
  * The issue-10 comparison, in one run: the block forward at T 128 with the naive tfjs-ops kernel against the fused
- * kernel (`cpu` / `wasm`), and one decode step over a 128-token `KVCache` the same two ways.
+ * kernel (`cpu` / `wasm`), each also with XNNPACK on two wasm threads (the projections' matmuls; the fused kernel
+ * itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways.
  */
 const FUSED_T = 128;
-const blockVs = (['naive', 'fused'] as const).map((implementation) =>
+const blockVs = (
+  [
+    ['naive', undefined],
+    ['fused', undefined],
+    ['naive', 2],
+    ['fused', 2],
+  ] as const
+).map(([implementation, threads]) =>
   benchCase({
     block: 'attention',
-    series: `attention/block-${implementation}`,
+    series: `attention/block-${implementation}${threads == null ? '' : `-${threads}threads`}`,
     axis: { name: 'T', value: FUSED_T },
     phase: 'prefill',
     shape: { B: BATCH, T: FUSED_T, d: D, H, KV, Dh },
     flops: 2 * BATCH * FUSED_T * D * (2 * H * Dh + 2 * KV * Dh) + causalFlops(FUSED_T),
-    quick: false,
+    quick: true,
+    ...(threads != null ? { threads } : {}),
     setup: () => {
       const attn = makeBlock({ implementation });
       const x = tf.randomNormal([BATCH, FUSED_T, D]) as tf.Tensor3D; // [B, T, D]
@@ -208,7 +217,7 @@ const decodeVs = (['naive', 'fused'] as const).map((implementation) =>
     phase: 'decode',
     shape: { B: BATCH, ctx: FUSED_T, d: D, H, KV, Dh },
     bytes: decodeBytes(FUSED_T),
-    quick: false,
+    quick: true,
     setup: () => {
       const attn = makeBlock({ implementation });
       const k0 = tf.randomNormal([BATCH, KV, FUSED_T, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]

@@ -12,15 +12,18 @@ const d = SMOLLM.hidden;
 const ff = SMOLLM.intermediate;
 const forwardFlops = (T: number): number => 3 * 2 * BATCH * T * d * ff;
 
-const forward = [1, 128, 512].map((T) =>
+// The forward on one thread at each T, and on two wasm threads at T 128 (the `-2threads` series runs in a child
+// process of the same run).
+const forward = [[1], [128], [512], [128, 2]].map(([T, threads]) =>
   benchCase({
     block: 'mlp',
-    series: 'mlp/swiglu/forward',
+    series: threads == null ? 'mlp/swiglu/forward' : `mlp/swiglu/forward-${threads}threads`,
     axis: { name: 'T', value: T },
     phase: phaseOf(T),
     shape: { B: BATCH, T, d, ff },
     flops: forwardFlops(T),
     quick: T !== 512,
+    ...(threads != null ? { threads } : {}),
     setup: () => {
       const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
       const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]
@@ -35,15 +38,16 @@ const forward = [1, 128, 512].map((T) =>
   }),
 );
 
-const train = [128, 512].map((T) =>
+const train = [[128], [512], [128, 2]].map(([T, threads]) =>
   benchCase({
     block: 'mlp',
-    series: 'mlp/swiglu/train',
+    series: threads == null ? 'mlp/swiglu/train' : `mlp/swiglu/train-${threads}threads`,
     axis: { name: 'T', value: T },
     phase: 'train',
     shape: { B: BATCH, T, d, ff },
     flops: 3 * forwardFlops(T),
     quick: T === 128,
+    ...(threads != null ? { threads } : {}),
     setup: () => {
       const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
       const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]
