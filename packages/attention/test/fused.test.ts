@@ -1,4 +1,4 @@
-// The fused kernel (cpu and wasm) against the naive oracle, values and gradients, over a grid of shapes and masks;
+// The fused kernel on cpu and wasm (webgpu: fused-webgpu.test.ts) against the naive oracle, values and gradients, over a grid of shapes and masks;
 // through the block (auto picks it, prefill and cached decoding equal the naive block); and its memory at T 4096.
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,84 +12,22 @@ import {
   hasFusedAttention,
   naiveAttention,
   resolveImplementation,
-  type AttentionKernelOptions,
 } from '../src/index.js';
 import { attentionSimdAvailable, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
 import { build, type Case } from './build.js';
-import { backends, disposeAll, expectClose, randn, take } from './helpers.js';
-
-interface Grid {
-  B: number;
-  H: number;
-  KV: number;
-  T: number;
-  S: number;
-  Dh: number;
-  Dv?: number;
-  causal?: boolean;
-  window?: number | null;
-  prefix?: number;
-  softcap?: number | null;
-  /** Keys' absolute positions (default 0..S-1); queries sit at the last T positions unless `queryStart`. */
-  keyPositions?: number[];
-  queryStart?: number;
-  /** `[B][S]` 0/1 padding over the keys. */
-  mask?: number[][];
-  /** Row 0, query 0 sees no key: its output must be zeros. */
-  zeroRow?: boolean;
-}
-
-const range = (n: number, from = 0): number[] => Array.from({ length: n }, (_, i) => from + i);
-
-function pad(B: number, S: number, leftPad: number[]): number[][] {
-  return range(B).map((b) => range(S).map((s) => (s < leftPad[b] ? 0 : 1)));
-}
-
-const grid: [string, Grid][] = [
-  ['T 1 (decode) over 9 keys, GQA 6:2', { B: 1, H: 6, KV: 2, T: 1, S: 9, Dh: 8 }],
-  ['T 13, not a multiple of the key tile, MHA', { B: 2, H: 3, KV: 3, T: 13, S: 13, Dh: 8 }],
-  ['T 150 over 150 keys: three key tiles, GQA 6:3', { B: 1, H: 6, KV: 3, T: 150, S: 150, Dh: 4 }],
-  ['MQA 6:1, window 5', { B: 1, H: 6, KV: 1, T: 21, S: 21, Dh: 8, window: 5 }],
-  ['window 4 + prefix 3, GQA 4:2, padding inside the window', { B: 2, H: 4, KV: 2, T: 17, S: 17, Dh: 4, window: 4, prefix: 3, mask: [range(17).map(() => 1), range(17).map((s) => (s >= 5 && s < 8 ? 0 : 1))] }],
-  ['window 3 + prefix 4, no padding (index ranges), GQA 6:2', { B: 1, H: 6, KV: 2, T: 20, S: 20, Dh: 8, window: 3, prefix: 4 }],
-  ['non-causal, no padding, T 5 over 70 keys', { B: 1, H: 2, KV: 1, T: 5, S: 70, Dh: 4, causal: false }],
-  ['soft cap, window 4 + prefix 2, padding inside the window', { B: 2, H: 2, KV: 1, T: 12, S: 12, Dh: 4, softcap: 2, window: 4, prefix: 2, mask: [range(12).map(() => 1), range(12).map((s) => (s === 7 || s === 9 ? 0 : 1))] }],
-  ['window 1 (each query sees itself)', { B: 1, H: 2, KV: 1, T: 7, S: 7, Dh: 4, window: 1 }],
-  ['padding hides every key of some rows (zeros, finite gradients)', { B: 2, H: 2, KV: 2, T: 6, S: 6, Dh: 4, mask: pad(2, 6, [3, 0]), zeroRow: true }],
-  ['non-causal, soft cap, Dv ≠ Dh, padding', { B: 2, H: 4, KV: 1, T: 9, S: 9, Dh: 4, Dv: 6, causal: false, softcap: 1.5, mask: pad(2, 9, [2, 0]) }],
-  ['rolling-cache key order, window 6 + prefix 2, T 3', { B: 1, H: 4, KV: 2, T: 3, S: 8, Dh: 4, window: 6, prefix: 2, keyPositions: [0, 1, 8, 9, 10, 5, 6, 7], queryStart: 8 }],
-  ['T 70 queries after 60 cached keys (S 130)', { B: 1, H: 2, KV: 1, T: 70, S: 130, Dh: 8, window: 100 }],
-];
-
-function inputs(g: Grid, seed: number) {
-  const Dv = g.Dv ?? g.Dh;
-  const q = tf.tensor4d(randn(g.B * g.H * g.T * g.Dh, seed), [g.B, g.H, g.T, g.Dh]); // [B, H, T, Dh]
-  const k = tf.tensor4d(randn(g.B * g.KV * g.S * g.Dh, seed + 1), [g.B, g.KV, g.S, g.Dh]); // [B, KV, S, Dh]
-  const v = tf.tensor4d(randn(g.B * g.KV * g.S * Dv, seed + 2), [g.B, g.KV, g.S, Dv]); // [B, KV, S, Dv]
-  const keyPositions = g.keyPositions ?? range(g.S);
-  const queryStart = g.queryStart ?? g.S - g.T;
-  const keyMask = g.mask != null ? tf.tensor2d(g.mask) : null; // [B, S]
-  const options: AttentionKernelOptions = {
-    scale: 1 / Math.sqrt(g.Dh),
-    softcap: g.softcap ?? null,
-    rules: { causal: g.causal ?? true, slidingWindow: g.window ?? null, prefixLength: g.prefix ?? 0 },
-    queryPositions: range(g.T, queryStart),
-    keyPositions,
-    keyMask,
-  };
-  const w = tf.tensor4d(randn(g.B * g.H * g.T * Dv, seed + 3), [g.B, g.H, g.T, Dv]); // weights of the loss
-  return { q, k, v, keyMask, w, options, dispose: () => disposeAll(q, k, v, keyMask, w) };
-}
+import { grid, inputs, range } from './fused-grid.js';
+import { backends, disposeAll, expectClose, take } from './helpers.js';
 
 afterAll(async () => {
   await initBackend('cpu');
 });
 
 describe('fused attention equals the naive kernel', () => {
-  it('is registered on cpu and wasm only', () => {
+  it('is registered on cpu, wasm and webgpu (WGSL, see fused-webgpu.test.ts), not on other backends', () => {
     expect(hasFusedAttention('cpu')).toBe(true);
     expect(hasFusedAttention('wasm')).toBe(true);
-    expect(hasFusedAttention('webgpu')).toBe(false);
+    expect(hasFusedAttention('webgpu')).toBe(true);
+    expect(hasFusedAttention('webgl')).toBe(false);
   });
 
   const paths = [['cpu', true], ['wasm', true], ['cpu', false], ['wasm', false]] as const;

@@ -13,6 +13,7 @@ import { defineFusedOp, recomputeGradients, registerFusedKernel, type Implementa
 import { chunkedAttention } from './chunked.js';
 import { checkKernelInputs, type AttentionKernelOptions } from './common.js';
 import { naiveAttention } from './naive.js';
+import { webgpuFusedAttentionKernel } from './fused-webgpu.js';
 import { fusedForwardSimd, type FusedForwardArgs } from './wasm/fused-simd.js';
 
 /** The fused kernel's name. */
@@ -32,7 +33,8 @@ interface FusedInputs extends Record<string, tf.Tensor> {
   keyMask: tf.Tensor;
 }
 
-interface FusedAttrs {
+/** The op's attributes (plain numbers: the positions are known on the host). */
+export interface FusedAttrs {
   scale: number;
   /** 0 for none. */
   softcap: number;
@@ -183,6 +185,8 @@ const gradient: Omit<tf.GradConfig, 'kernelName'> = {
 for (const backendName of ['cpu', 'wasm']) {
   registerFusedKernel({ kernelName: FUSED_ATTENTION_KERNEL, backendName, kernelFunc: forwardKernel as tf.KernelFunc, gradient });
 }
+// WGSL, flash-style (see fused-webgpu.ts); the same recompute gradient, through the backend's tfjs ops.
+registerFusedKernel({ kernelName: FUSED_ATTENTION_KERNEL, backendName: 'webgpu', kernelFunc: webgpuFusedAttentionKernel as tf.KernelFunc, gradient });
 
 /**
  * Options of {@link fusedAttention}: those of the naive kernel plus the implementation choice.

@@ -1,0 +1,272 @@
+/**
+ * The fused attention kernel of the `webgpu` backend: flash-style WGSL through the backend's program API
+ * (`runWebGPUProgram`). One workgroup of 64 lanes per (batch, query head, tile of `BQ` queries); the keys and
+ * values of one key tile at a time sit in workgroup memory, and each query row keeps a running max, normaliser and
+ * output accumulator across the tiles (the online softmax), so no `[T, S]` score tensor ever exists: workgroup
+ * memory holds a `[BQ, BK]` tile of scores, that is all.
+ *
+ * Per key tile, four steps separated by barriers:
+ *
+ * 1. the lanes copy the tile's keys `[BK, Dh]` and values `[BK, Dv]` (of key/value head `⌊h / G⌋`, read in place:
+ *    no repeated K/V) into workgroup memory;
+ * 2. each lane scores its query row (held in private memory) against its share of the tile's keys: `scale · q·k`,
+ *    the soft cap, and the position rules and padding mask (a hidden key gets a sentinel, its dot product is
+ *    skipped);
+ * 3. one lane per query row takes the tile's max, rescales its normaliser, and turns the row's scores into
+ *    `exp(s − m)` (0 for hidden keys);
+ * 4. each lane rescales and adds into its share of the `[BQ, Dv]` accumulator.
+ *
+ * Bound storage buffers: the output, q, k, v, the positions (queries then keys, int32) and the padding mask when
+ * there is one: six at most, under WebGPU's default limit of eight.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendError } from '@slmkit/core';
+import type { FusedAttrs } from './fused.js';
+
+// What the kernel needs of the webgpu backend.
+interface WebGPUBackendLike {
+  runWebGPUProgram(program: object, inputs: tf.TensorInfo[], outputDtype: tf.DataType, uniforms?: { type: string; data: number[] }[]): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Int32Array | Float32Array): tf.TensorInfo;
+}
+
+/** Lanes per workgroup. */
+const LANES = 64;
+/** Query rows per tile, at most: a power of two dividing {@link LANES}. */
+const MAX_QUERY_TILE = 16;
+/** Keys per tile, at most. */
+const MAX_KEY_TILE = 64;
+/** Workgroup memory the tiles may take, in floats: WebGPU's default `maxComputeWorkgroupStorageSize`, 16 KiB. */
+const SHARED_FLOATS = 16384 / 4;
+
+/**
+ * The tile sizes for `T` queries and head dims `Dh`, `Dv`: `BQ` queries (the next power of two ≥ T, at most 16, so
+ * a decode step does not idle 15 rows of 16) and as many keys `BK` (at most 64) as let keys, values, scores and
+ * three per-row numbers fit in 16 KiB of workgroup memory.
+ */
+export function flashTiles(T: number, Dh: number, Dv: number): { BQ: number; BK: number } {
+  let BQ = 1;
+  while (BQ < Math.min(T, MAX_QUERY_TILE)) BQ *= 2;
+  const BK = Math.min(MAX_KEY_TILE, Math.floor((SHARED_FLOATS - 3 * BQ) / (Dh + Dv + BQ)));
+  if (BK < 1) {
+    throw new BackendError(`fusedAttention on webgpu: head dims Dh ${Dh} + Dv ${Dv} leave no room for a key tile in 16 KiB of workgroup memory`, {
+      field: 'q',
+      expected: `Dh + Dv ≤ ${SHARED_FLOATS - 3 * BQ - BQ}`,
+      found: Dh + Dv,
+    });
+  }
+  return { BQ, BK };
+}
+
+/** The program object `runWebGPUProgram` takes (tfjs-backend-webgpu's `WebGPUProgram` interface). */
+class FlashAttentionProgram {
+  readonly variableNames: string[];
+  readonly outputShape: number[];
+  readonly shaderKey: string;
+  readonly dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  readonly workgroupSize: [number, number, number] = [LANES, 1, 1];
+  readonly uniforms = 'seqQ : i32, seqK : i32, numHeads : i32, groupSize : i32, queryTiles : i32, groups : i32, ' +
+    'scale : f32, softcap : f32, causal : i32, window : i32, prefix : i32,';
+
+  constructor(
+    outputShape: number[],
+    groups: number,
+    private readonly Dh: number,
+    private readonly Dv: number,
+    private readonly BQ: number,
+    private readonly BK: number,
+    private readonly hasMask: boolean,
+  ) {
+    this.variableNames = ['Q', 'K', 'V', 'Pos'];
+    if (hasMask) this.variableNames.push('KeyMask');
+    this.outputShape = outputShape;
+    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
+    this.dispatch = [groups, 1, 1];
+    this.shaderKey = `slmkit_flash_attention_${Dh}_${Dv}_${BQ}_${BK}_${hasMask ? 1 : 0}`;
+  }
+
+  getUserCode(): string {
+    const { Dh, Dv, BQ, BK } = this;
+    const cols = LANES / BQ; // lanes per query row
+    const accPerLane = Math.ceil(Dv / cols);
+    // A hidden key's score: finite, below any real score, so `exp(MASKED − m)` underflows to 0 without NaN.
+    const MASKED = '-3.0e38';
+    return `
+      var<workgroup> Ksh : array<f32, ${BK * Dh}>;
+      var<workgroup> Vsh : array<f32, ${BK * Dv}>;
+      var<workgroup> Psh : array<f32, ${BQ * BK}>;
+      var<workgroup> rowM : array<f32, ${BQ}>;
+      var<workgroup> rowL : array<f32, ${BQ}>;
+      var<workgroup> rowAlpha : array<f32, ${BQ}>;
+
+      // tanh as tfjs's webgpu Tanh computes it (finite for large |x|), so the cap matches the naive kernel's.
+      fn stableTanh(x : f32) -> f32 {
+        let e2x = exp(-2.0 * abs(x));
+        return sign(x) * (1.0 - e2x) / (1.0 + e2x);
+      }
+
+      fn main(index : i32) {
+        let lane = i32(localIndex);
+        let T = uniforms.seqQ;
+        let S = uniforms.seqK;
+        // The workgroup's place; the backend may fold a long dispatch into two dimensions.
+        let group = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
+        let live = group < uniforms.groups;
+        let gi = min(group, uniforms.groups - 1);
+        let qt = gi % uniforms.queryTiles;
+        let bh = gi / uniforms.queryTiles; // b · H + h
+        let h = bh % uniforms.numHeads;
+        let b = bh / uniforms.numHeads;
+        let KV = uniforms.numHeads / uniforms.groupSize;
+        let kvRow = (b * KV + h / uniforms.groupSize) * S; // key 0 of key/value head ⌊h / G⌋
+        let r = lane % ${BQ}; // this lane's query row in the tile
+        let col = lane / ${BQ}; // its first key (scores) and value column (accumulator)
+        let tq = qt * ${BQ} + r;
+        let rowLive = live && tq < T;
+        let tqc = min(tq, T - 1);
+        let qOff = (bh * T + tqc) * ${Dh};
+        var qrow : array<f32, ${Dh}>;
+        for (var i = 0; i < ${Dh}; i++) {
+          qrow[i] = Q[qOff + i];
+        }
+        let qp = Pos[tqc];
+        var acc : array<f32, ${accPerLane}>;
+        if (lane < ${BQ}) {
+          rowM[lane] = ${MASKED};
+          rowL[lane] = 0.0;
+        }
+        workgroupBarrier();
+
+        let keyTiles = (S + ${BK - 1}) / ${BK};
+        for (var kt = 0; kt < keyTiles; kt++) {
+          let s0 = kt * ${BK};
+          // 1. The tile's keys and values into workgroup memory (zeros past the last key).
+          for (var e = lane; e < ${BK * Dh}; e += ${LANES}) {
+            let s = s0 + e / ${Dh};
+            Ksh[e] = select(0.0, K[(kvRow + min(s, S - 1)) * ${Dh} + e % ${Dh}], s < S);
+          }
+          for (var e = lane; e < ${BK * Dv}; e += ${LANES}) {
+            let s = s0 + e / ${Dv};
+            Vsh[e] = select(0.0, V[(kvRow + min(s, S - 1)) * ${Dv} + e % ${Dv}], s < S);
+          }
+          workgroupBarrier();
+
+          // 2. Scores of this lane's row against its keys j = col, col + ${cols}, …; hidden keys are not scored.
+          for (var j = col; j < ${BK}; j += ${cols}) {
+            let s = s0 + j;
+            var sc = ${MASKED};
+            if (rowLive && s < S) {
+              let kp = Pos[T + s];
+              let d = qp - kp;
+              var visible = !(uniforms.causal != 0 && d < 0) && !(uniforms.window >= 0 && d >= uniforms.window && kp >= uniforms.prefix);
+              ${this.hasMask ? 'visible = visible && KeyMask[b * S + s] != 0.0;' : ''}
+              if (visible) {
+                var dot = 0.0;
+                for (var i = 0; i < ${Dh}; i++) {
+                  dot = dot + qrow[i] * Ksh[j * ${Dh} + i];
+                }
+                sc = dot * uniforms.scale;
+                if (uniforms.softcap > 0.0) {
+                  sc = uniforms.softcap * stableTanh(sc / uniforms.softcap);
+                }
+              }
+            }
+            Psh[r * ${BK} + j] = sc;
+          }
+          workgroupBarrier();
+
+          // 3. One lane per row: the running max, the rescale factor, the weights exp(s − m) and the normaliser.
+          if (lane < ${BQ}) {
+            let row = lane * ${BK};
+            var tileMax = ${MASKED};
+            for (var j = 0; j < ${BK}; j++) {
+              tileMax = max(tileMax, Psh[row + j]);
+            }
+            if (tileMax > -1.0e38) {
+              let mOld = rowM[lane];
+              let m = max(mOld, tileMax);
+              let alpha = exp(mOld - m); // 0 on the row's first visible tile
+              var sum = 0.0;
+              for (var j = 0; j < ${BK}; j++) {
+                let sj = Psh[row + j];
+                let p = select(0.0, exp(sj - m), sj > -1.0e38);
+                Psh[row + j] = p;
+                sum = sum + p;
+              }
+              rowM[lane] = m;
+              rowL[lane] = rowL[lane] * alpha + sum;
+              rowAlpha[lane] = alpha;
+            } else {
+              for (var j = 0; j < ${BK}; j++) {
+                Psh[row + j] = 0.0;
+              }
+              rowAlpha[lane] = 1.0;
+            }
+          }
+          workgroupBarrier();
+
+          // 4. This lane's accumulator columns i = col, col + ${cols}, …: rescale, then add the tile's weighted values.
+          let alpha = rowAlpha[r];
+          for (var c = 0; c < ${accPerLane}; c++) {
+            let i = col + c * ${cols};
+            if (i < ${Dv}) {
+              var sum = acc[c] * alpha;
+              for (var j = 0; j < ${BK}; j++) {
+                sum = sum + Psh[r * ${BK} + j] * Vsh[j * ${Dv} + i];
+              }
+              acc[c] = sum;
+            }
+          }
+          workgroupBarrier();
+        }
+
+        // A row that sees no key (l = 0) gets zeros, as the naive kernel gives.
+        let l = rowL[r];
+        let inv = select(0.0, 1.0 / l, l > 0.0);
+        if (rowLive) {
+          let oOff = (bh * T + tq) * ${Dv};
+          for (var c = 0; c < ${accPerLane}; c++) {
+            let i = col + c * ${cols};
+            if (i < ${Dv}) {
+              result[oOff + i] = acc[c] * inv;
+            }
+          }
+        }
+      }
+    `;
+  }
+}
+
+/**
+ * The forward kernel on `webgpu` (`SlmkitFusedAttention`): q `[B, H, T, Dh]`, k `[B, KV, S, Dh]`, v `[B, KV, S, Dv]`
+ * and the padding mask `[B, S]` (or `[0]`) to `[B, H, T, Dv]`. The absolute positions (plain numbers in the attrs)
+ * go up as one small int32 buffer per call; everything else is a uniform.
+ */
+export function webgpuFusedAttentionKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const gpu = backend as unknown as WebGPUBackendLike;
+  const a = attrs as unknown as FusedAttrs;
+  const { q, k, v, keyMask } = inputs as unknown as Record<string, tf.TensorInfo>;
+  const [B, H, T, Dh] = q.shape;
+  const [, KV, S] = k.shape;
+  const Dv = v.shape[3];
+  const hasMask = keyMask.shape.length === 2;
+  const { BQ, BK } = flashTiles(T, Dh, Dv);
+  const queryTiles = Math.ceil(T / BQ);
+  const groups = B * H * queryTiles;
+  const program = new FlashAttentionProgram([B, H, T, Dv], groups, Dh, Dv, BQ, BK, hasMask);
+  const positions = gpu.makeTensorInfo([T + S], 'int32', Int32Array.from([...a.queryPositions, ...a.keyPositions])); // [T + S]
+  const bound = [q, k, v, positions];
+  if (hasMask) bound.push(keyMask);
+  const int = (x: number) => ({ type: 'int32', data: [x] });
+  const float = (x: number) => ({ type: 'float32', data: [x] });
+  const uniforms = [
+    int(T), int(S), int(H), int(H / KV), int(queryTiles), int(groups),
+    float(a.scale), float(a.softcap), int(a.causal ? 1 : 0), int(a.slidingWindow), int(a.prefixLength),
+  ];
+  const out = gpu.runWebGPUProgram(program, bound, 'float32', uniforms); // [B, H, T, Dv]
+  gpu.disposeData(positions.dataId);
+  return out;
+}

@@ -1,0 +1,133 @@
+// The WGSL fused kernel (webgpu; SwiftShader where there is no GPU) against the naive oracle on the same backend,
+// values and gradients, over the grid the cpu / wasm kernel is checked on plus cases for this kernel's tiling; and
+// through the block: `auto` picks it, prefill and cached decoding (T 1) equal the naive block, nothing leaks.
+// Without a WebGPU adapter these tests skip, unless SLMKIT_REQUIRE_WEBGPU=1: then backendsUnderTest throws and the
+// file fails. Shapes stay tiny: SwiftShader is ~100x slower than wasm.
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '@slmkit/core';
+import { KVCache, SlidingWindowCache, fusedAttention, fusedAttentionLastRun, hasFusedAttention, naiveAttention } from '../src/index.js';
+import { flashTiles } from '../src/ops/fused-webgpu.js';
+import { build, type Case } from './build.js';
+import { grid, inputs, range, type Grid } from './fused-grid.js';
+import { backends, disposeAll, expectClose, take } from './helpers.js';
+
+const hasWebGPU = (await backends()).includes('webgpu');
+
+/** Cases for this kernel's tiles: head dims large enough that a key tile holds fewer keys than S. */
+const tiling: [string, Grid][] = [
+  ['Dh 64: several key tiles of fewer than 64 keys, T 20 (two query tiles), GQA 4:2', { B: 1, H: 4, KV: 2, T: 20, S: 60, Dh: 64 }],
+  ['decode T 1, Dh 32 ≠ Dv 48, 100 keys, window 40 + prefix 2, padding', { B: 2, H: 2, KV: 1, T: 1, S: 100, Dh: 32, Dv: 48, window: 40, prefix: 2, mask: [range(100).map(() => 1), range(100).map((s) => (s < 7 || s === 90 ? 0 : 1))] }],
+  ['a whole key tile hidden by padding, then visible keys', { B: 1, H: 2, KV: 2, T: 4, S: 140, Dh: 8, mask: [range(140).map((s) => (s >= 64 && s < 128 ? 0 : 1))] }],
+  ['every row sees no key (all padding): zeros', { B: 1, H: 2, KV: 1, T: 3, S: 5, Dh: 4, mask: [range(5).map(() => 0)], zeroRow: true }],
+];
+
+afterAll(async () => {
+  await initBackend('cpu');
+});
+
+it('the fused kernel is registered on webgpu', () => {
+  expect(hasFusedAttention('webgpu')).toBe(true);
+});
+
+it('tiles: queries by the next power of two up to 16; keys as many as 16 KiB of workgroup memory holds, at most 64', () => {
+  expect(flashTiles(1, 64, 64)).toEqual({ BQ: 1, BK: 31 }); // (4096 − 3) / (64 + 64 + 1)
+  expect(flashTiles(5, 8, 8)).toEqual({ BQ: 8, BK: 64 });
+  expect(flashTiles(300, 64, 64)).toEqual({ BQ: 16, BK: 28 }); // (4096 − 48) / (64 + 64 + 16)
+  expect(() => flashTiles(16, 2048, 2048)).toThrow(/no room for a key tile/);
+});
+
+describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', () => {
+  beforeAll(async () => {
+    await initBackend('webgpu');
+  });
+
+  for (const [name, g] of [...grid, ...tiling]) {
+    it(`${name}: values and gradients`, async () => {
+      const x = inputs(g, 11);
+      const before = tf.memory().numTensors;
+      const naive = await take(naiveAttention(x.q, x.k, x.v, x.options));
+      const fused = await take(fusedAttention(x.q, x.k, x.v, { ...x.options, implementation: 'fused' }));
+      expect(fusedAttentionLastRun()).toEqual({ op: 'SlmkitFusedAttention', backend: 'webgpu', implementation: 'fused' });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(fused.every(Number.isFinite)).toBe(true);
+      expectClose(fused, naive, 2e-5);
+      const Dv = g.Dv ?? g.Dh;
+      if (g.zeroRow === true) expect(fused.slice(0, Dv)).toEqual(new Array(Dv).fill(0));
+
+      // Gradients of Σ w ⊙ attention(q, k, v) with respect to q, k and v, through the op's registered gradient.
+      const loss = (kernel: typeof naiveAttention) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+        tf.sum(tf.mul(kernel(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, x.options), x.w));
+      const want = tf.grads(loss(naiveAttention))([x.q, x.k, x.v]);
+      const got = tf.grads(loss((q, k, v, o) => fusedAttention(q, k, v, { ...o, implementation: 'fused' })))([x.q, x.k, x.v]);
+      for (let i = 0; i < 3; i++) {
+        const w = await take(want[i]);
+        expect(w.every(Number.isFinite), 'naive gradient finite').toBe(true);
+        expectClose(await take(got[i]), w, 1e-4);
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      x.dispose();
+    });
+  }
+
+  it('the tiling cases span more than one key tile', () => {
+    for (const [, g] of tiling.slice(0, 3)) expect(g.S).toBeGreaterThan(flashTiles(g.T, g.Dh, g.Dv ?? g.Dh).BK);
+  });
+});
+
+describe.skipIf(!hasWebGPU)('webgpu: the block with the WGSL kernel', () => {
+  const c: Case = { B: 2, T: 11, D: 16, H: 4, KV: 2, Dh: 4, bias: true, window: 5, prefix: 2, softcap: 4, qkNorm: 'head', rotary: { base: 100 } };
+  const mask = [range(11).map((t) => (t < 3 ? 0 : 1)), range(11).map(() => 1)];
+
+  it('auto picks the fused kernel; prefill and cached decoding (T 1) equal the naive block; nothing leaks', async () => {
+    await initBackend('webgpu');
+    const { attn, x } = build(c);
+    const { tensor } = x(c.B, c.T, 5);
+    const m = tf.tensor2d(mask);
+    const naive = await take(attn.forward(tensor, { attentionMask: m, implementation: 'naive' }));
+    const before = tf.memory().numTensors;
+    const fused = await take(attn.forward(tensor, { attentionMask: m }));
+    expect(attn.lastImplementation).toBe('fused');
+    expect(tf.memory().numTensors).toBe(before);
+    expectClose(fused, naive, 5e-5);
+
+    for (const cache of [new KVCache(), new SlidingWindowCache(5, { prefixLength: 2 })]) {
+      const spans = [[0, 6], [6, 1], [7, 1], [8, 3]];
+      for (const [t0, n] of spans) {
+        const xs = tf.slice(tensor, [0, t0, 0], [c.B, n, c.D]) as tf.Tensor3D; // [B, n, D]
+        const ms = tf.slice(m, [0, 0], [c.B, t0 + n]) as tf.Tensor2D; // [B, t0 + n]
+        const y = await take(attn.forward(xs, { cache, attentionMask: ms })); // [B, n, D]
+        expect(attn.lastImplementation).toBe('fused');
+        // Row b, token t of the full forward is at (b·T + t)·D.
+        const want = range(c.B).flatMap((b) => naive.slice((b * c.T + t0) * c.D, (b * c.T + t0 + n) * c.D));
+        expectClose(y, want, 5e-5);
+        disposeAll(xs, ms);
+      }
+      cache.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    disposeAll(tensor, m);
+    attn.dispose();
+  });
+
+  it('a training step through the block: gradients of every parameter equal the naive block\'s', async () => {
+    await initBackend('webgpu');
+    const { attn, x } = build({ ...c, T: 7 });
+    const { tensor } = x(c.B, 7, 9);
+    const m = tf.tensor2d(mask.map((row) => row.slice(0, 7)));
+    const params = attn.namedParameters().map(([, p]) => p);
+    const grads = async (implementation: 'naive' | 'auto'): Promise<number[][]> => {
+      const { value, grads: g } = tf.variableGrads(() => tf.sum(tf.square(attn.forward(tensor, { attentionMask: m, implementation }))) as tf.Scalar, params);
+      value.dispose();
+      return Promise.all(params.map((p) => take(g[p.name])));
+    };
+    const want = await grads('naive');
+    const before = tf.memory().numTensors;
+    const got = await grads('auto');
+    expect(attn.lastImplementation).toBe('fused');
+    expect(tf.memory().numTensors).toBe(before);
+    want.forEach((w, i) => expectClose(got[i], w, 2e-4, `parameter ${i}`));
+    disposeAll(tensor, m);
+    attn.dispose();
+  });
+});
