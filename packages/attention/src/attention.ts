@@ -15,9 +15,9 @@ import { naiveAttention } from './ops/naive.js';
 
 /**
  * Which attention kernel runs: `naive` materialises the `[B, H, T, S]` scores; `chunked` streams key blocks with
- * an online softmax; `fused` is one kernel over typed arrays (`cpu` and `wasm`; see {@link fusedAttention});
- * `auto` picks `fused` where the backend has it, and elsewhere `chunked` when `T · S` exceeds
- * {@link CHUNKED_THRESHOLD}, `naive` below.
+ * an online softmax; `fused` is one kernel (typed arrays on `cpu` and `wasm`, flash-style WGSL on `webgpu`; see
+ * {@link fusedAttention}); `auto` picks `fused` where the backend has it (`cpu`, `wasm`, `webgpu`), and elsewhere
+ * `chunked` when `T · S` exceeds {@link CHUNKED_THRESHOLD}, `naive` below.
  *
  * @example
  * ```ts
@@ -304,8 +304,9 @@ function shapeError(field: string, message: string, expected: unknown, found: un
  *   {@link SlidingWindowCache}). Always-visible prefix: Dong et al. 2024, "Hymba" (meta tokens).
  * - Chunked kernel: the online softmax of Milakov & Gimelshein 2018, "Online normalizer calculation for softmax", as
  *   tiled by Dao et al. 2022, "FlashAttention" (see {@link chunkedAttention}); on `cpu` and `wasm` the same online
- *   softmax runs as one kernel over typed arrays with WebAssembly SIMD inner loops (see {@link fusedAttention}),
- *   which `auto` picks there.
+ *   softmax runs as one kernel over typed arrays with WebAssembly SIMD inner loops, and on `webgpu` as a
+ *   flash-style WGSL kernel with key tiles in workgroup memory (see {@link fusedAttention}); `auto` picks it
+ *   there.
  *
  * **How this differs from other libraries.** The block builds none of its parts: projections, norms and the rotary
  * embedding are passed in (as torchtune does), so LoRA, DoRA or quantised projections drop in, and their names are

@@ -1,7 +1,8 @@
 /**
  * `@slmkit/attention`: one `Attention` block for multi-head, multi-query and grouped-query attention with sliding
  * windows, soft-capping and an always-visible prefix; explicit KV caches (growing and rolling); cross-layer KV
- * sharing; and the naive, chunked (online-softmax) and fused (`cpu` / `wasm`) attention kernels.
+ * sharing; and the naive, chunked (online-softmax) and fused (`cpu` / `wasm` typed arrays, `webgpu` WGSL) attention
+ * kernels.
  *
  * @packageDocumentation
  */

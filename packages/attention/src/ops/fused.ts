@@ -1,10 +1,11 @@
 /**
- * The fused attention kernel of the `cpu` and `wasm` backends: scaling, soft cap, causal / window / prefix and
- * padding masks, grouped-query heads and the online softmax in one pass over typed arrays, with no score tensor.
+ * The fused attention op and its `cpu` and `wasm` kernel: scaling, soft cap, causal / window / prefix and padding
+ * masks, grouped-query heads and the online softmax in one pass over typed arrays, with no score tensor. The
+ * `webgpu` kernel (the same contract, flash-style WGSL) is in `fused-webgpu.ts` and registered here.
  *
  * On `wasm` the kernel reads q, k, v and the mask in place on the wasm heap and writes its output there; on `cpu`
- * it reads the backend's arrays and hands it a new one. Its gradient recomputes the forward with tfjs ops (the
- * naive kernel, or the chunked one when `T · S` is large) and differentiates that.
+ * it reads the backend's arrays and hands it a new one. On every backend the gradient recomputes the forward with
+ * tfjs ops (the naive kernel, or the chunked one when `T · S` is large) and differentiates that.
  *
  * @module
  */
@@ -209,16 +210,23 @@ export interface FusedAttentionOptions extends AttentionKernelOptions {
 }
 
 /**
- * Scaled dot-product attention as one kernel on `cpu` and `wasm`: the same result as {@link naiveAttention}
- * (to float32 rounding) without any `[T, S]` score tensor and without tfjs ops between the inputs and the output.
- * Each query row streams its visible keys in tiles of 64 with the online softmax (Milakov & Gimelshein 2018;
- * Dao et al. 2022, "FlashAttention"), accumulating in float64; keys hidden by the causal / window / prefix rules
- * or by the padding mask are skipped, not scored. Query head `h` reads key/value head `⌊h / G⌋` in place.
- * Memory: the output plus a few scratch rows.
+ * Scaled dot-product attention as one kernel on `cpu`, `wasm` and `webgpu`: the same result as
+ * {@link naiveAttention} (to float32 rounding) without any `[T, S]` score tensor and without tfjs ops between the
+ * inputs and the output. Query head `h` reads key/value head `⌊h / G⌋` in place (no repeated K/V).
  *
- * On other backends (`webgpu`) it runs the naive kernel and warns once. The gradient recomputes the forward with
- * tfjs ops from the saved q, k, v (the naive kernel, or the chunked one when `T · S > 65536`) and differentiates
- * that; `keyMask` gets a zero gradient.
+ * - `cpu` / `wasm`: each query row streams its visible keys in tiles of 64 with the online softmax (Milakov &
+ *   Gimelshein 2018; Dao et al. 2022, "FlashAttention"), accumulating in float64; keys hidden by the causal /
+ *   window / prefix rules or by the padding mask are skipped, not scored. Memory: the output plus a few scratch
+ *   rows.
+ * - `webgpu`: flash-style WGSL, float32. A workgroup of 64 lanes takes one (batch, head) and a tile of up to 16
+ *   queries; key tiles (up to 64 keys, as many as fit 16 KiB of workgroup memory with the values) are staged in
+ *   workgroup memory, and each query row keeps its running max, normaliser and output across them. Six storage
+ *   buffers are bound (output, q, k, v, positions, padding mask). Memory: the output plus a `T + S` int32
+ *   positions buffer per call.
+ *
+ * On other backends it runs the naive kernel and warns once (`implementation: 'fused'` throws instead). The
+ * gradient recomputes the forward with tfjs ops from the saved q, k, v (the naive kernel, or the chunked one when
+ * `T · S > 65536`) on the current backend and differentiates that; `keyMask` gets a zero gradient.
  *
  * @param q - queries `[B, H, T, Dh]`, float32.
  * @param k - keys `[B, KV, S, Dh]`; `KV` divides `H`.
@@ -271,7 +279,7 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o
  * @example
  * ```ts
  * import { fusedAttentionLastRun } from '@slmkit/attention';
- * console.log(fusedAttentionLastRun()?.implementation); // "fused" on cpu / wasm, "naive" elsewhere
+ * console.log(fusedAttentionLastRun()?.implementation); // "fused" on cpu / wasm / webgpu, "naive" elsewhere
  * ```
  */
 export function fusedAttentionLastRun(): KernelRun | undefined {
@@ -279,12 +287,13 @@ export function fusedAttentionLastRun(): KernelRun | undefined {
 }
 
 /**
- * Whether the fused attention kernel is registered for `backend` (default: the current one): `cpu` and `wasm`.
+ * Whether the fused attention kernel is registered for `backend` (default: the current one): `cpu`, `wasm` and
+ * `webgpu`.
  *
  * @example
  * ```ts
  * import { hasFusedAttention } from '@slmkit/attention';
- * console.log(hasFusedAttention('cpu'), hasFusedAttention('webgpu')); // true false
+ * console.log(hasFusedAttention('cpu'), hasFusedAttention('webgpu'), hasFusedAttention('webgl')); // true true false
  * ```
  */
 export function hasFusedAttention(backend?: string): boolean {
