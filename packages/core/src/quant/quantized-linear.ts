@@ -10,7 +10,7 @@ import { defineFusedOp, registerFusedKernel } from '../kernels.js';
 import { Module } from '../module.js';
 import { Linear } from '../layers/linear.js';
 import { CODES_PER_WORD, dequantizeWeight, quantizeWeight, wordsPerRow, type PackedWeight, type QuantScheme } from './formats.js';
-import { quantMatMulSimd } from './wasm/quant-simd.js';
+import { ResidentQuantWeight, quantMatMulSimd, quantSimdSupports } from './wasm/quant-simd.js';
 
 /** The fused op's kernel name. */
 const KERNEL = 'SlmkitQuantMatMul';
@@ -36,9 +36,10 @@ function packedOf(attrs: QuantAttrs, packed: Int32Array, scales: Float32Array, z
 }
 
 /**
- * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time, never building `Ŵ`. int8, and int4 with groups of a
- * multiple of 32, run on WebAssembly SIMD (`wasm/quant.wat`); otherwise each word of the channel's row is read once
- * and its codes are multiplied into every input row as they are unpacked, one loop per scheme.
+ * `y = x Ŵᵀ + b` on typed arrays, one output channel at a time, never building `Ŵ`. int8, ternary, and int4 with
+ * groups of a multiple of 32 run on WebAssembly SIMD (`wasm/quant.wat`, the weight copied in for this call: the path
+ * of a weight without a resident copy); otherwise each word of the channel's row is read once and its codes are
+ * multiplied into every input row as they are unpacked, one loop per scheme.
  */
 function quantMatMulLoop(x: Float32Array, N: number, q: PackedWeight, bias: Float32Array, out: Float32Array): void {
   if (quantMatMulSimd(x, N, q, bias, out)) return;
@@ -113,6 +114,25 @@ interface TypedBackend {
   typedArrayFromHeap?(info: tf.TensorInfo): Float32Array | Int32Array;
 }
 
+/**
+ * The resident copies of the layers' weights in the SIMD module, by the data id of their packed tensor. A layer
+ * registers its copy before it runs the op ({@link QuantizedLinear.forward}) and frees it when disposed.
+ */
+const residents = new WeakMap<object, ResidentQuantWeight>();
+
+/** The data ids a resident copy is made from: packed, scales, zeros, bias (in the kernel's input order). */
+function sourceIds(named: Record<string, { dataId: object }>): object[] {
+  return [named.packed.dataId, named.scales.dataId, named.zeros.dataId, named.bias.dataId];
+}
+
+/** The resident copy of these inputs' weight, if there is a live one made from these very tensors. */
+function residentOf(named: Record<string, { dataId: object }>): ResidentQuantWeight | undefined {
+  const r = residents.get(named.packed.dataId);
+  if (r === undefined || r.isFreed || !quantSimdSupports(r)) return undefined;
+  const ids = sourceIds(named);
+  return ids.every((id, k) => id === r.sources[k]) ? r : undefined;
+}
+
 function cpuKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as QuantAttrs;
@@ -120,16 +140,23 @@ function cpuKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf
   const view = <T extends Float32Array | Int32Array>(t: tf.TensorInfo): T =>
     (b.typedArrayFromHeap != null ? b.typedArrayFromHeap(t) : b.readSync(t.dataId)) as T;
   const N = named.x.shape[0];
+  const resident = residentOf(named);
+  const run = (x: Float32Array, out: Float32Array): void => {
+    if (resident !== undefined) {
+      resident.matmul(x, N, out); // copies only x in and the output out
+      return;
+    }
+    const q = packedOf(a, view<Int32Array>(named.packed), view<Float32Array>(named.scales), view<Int32Array>(named.zeros));
+    quantMatMulLoop(x, N, q, view<Float32Array>(named.bias), out);
+  };
   if (b.typedArrayFromHeap != null) {
     // Allocate first: growing the heap detaches every earlier view of it.
     const out = b.makeOutput!([N, a.outFeatures], 'float32');
-    const q = packedOf(a, view<Int32Array>(named.packed), view<Float32Array>(named.scales), view<Int32Array>(named.zeros));
-    quantMatMulLoop(view<Float32Array>(named.x), N, q, view<Float32Array>(named.bias), view<Float32Array>(out));
+    run(view<Float32Array>(named.x), view<Float32Array>(out));
     return out;
   }
   const y = new Float32Array(N * a.outFeatures);
-  const q = packedOf(a, view<Int32Array>(named.packed), view<Float32Array>(named.scales), view<Int32Array>(named.zeros));
-  quantMatMulLoop(view<Float32Array>(named.x), N, q, view<Float32Array>(named.bias), y);
+  run(view<Float32Array>(named.x), y);
   return b.makeTensorInfo!([N, a.outFeatures], 'float32', y);
 }
 
@@ -280,6 +307,9 @@ export class QuantizedLinear extends Module {
   /** The bias `[out]` (parameter `bias`), float32 as in the layer it came from. */
   readonly bias: tf.Variable | undefined;
   private readonly empty: tf.Tensor;
+  /** The weight's copy in the SIMD module's memory (cpu / wasm), made on the first forward there. */
+  private resident: ResidentQuantWeight | undefined;
+  private isDisposed = false;
 
   /**
    * @param weight - a packed weight (from {@link quantizeWeight}).
@@ -322,8 +352,14 @@ export class QuantizedLinear extends Module {
    * ```
    */
   static fromLinear(linear: Linear, options: QuantizeOptions): QuantizedLinear {
-    const w = tf.tidy(() => tf.transpose(linear.weight).dataSync() as Float32Array); // stored [in, out] → [out, in]
-    const packed = quantizeWeight(w, linear.outFeatures, linear.inFeatures, options.scheme, options.groupSize ?? 64);
+    // Stored [in, out]; quantizeWeight takes [out, in]. Transposed here: tf.transpose of a large matrix takes
+    // seconds on tfjs-backend-wasm 4.22.
+    const I = linear.inFeatures;
+    const O = linear.outFeatures;
+    const wt = linear.weight.dataSync() as Float32Array; // [in, out]
+    const w = new Float32Array(O * I); // [out, in]
+    for (let i = 0; i < I; i++) for (let o = 0; o < O; o++) w[o * I + i] = wt[i * O + o];
+    const packed = quantizeWeight(w, O, I, options.scheme, options.groupSize ?? 64);
     return new QuantizedLinear(packed, linear.bias == null ? undefined : tf.clone(linear.bias));
   }
 
@@ -332,8 +368,19 @@ export class QuantizedLinear extends Module {
     return 4 * (this.packed.size + this.scales.size + (this.zeros?.size ?? 0));
   }
 
+  /**
+   * Bytes this layer holds in the WebAssembly SIMD module's memory, outside `tf.memory()`: on `cpu` and `wasm` the
+   * first {@link QuantizedLinear.forward} copies the codes, scales, zero points and bias there in the kernel's
+   * layout (about {@link QuantizedLinear.weightBytes} again), so that later calls copy only activations; 0 before
+   * that, on other backends, and after {@link QuantizedLinear.dispose}, which gives them back.
+   */
+  get residentBytes(): number {
+    return this.resident === undefined || this.resident.isFreed ? 0 : this.resident.bytes;
+  }
+
   /** The weight as typed arrays (a host copy; for inspection and tests). */
   packedWeight(): PackedWeight {
+    this.checkLive();
     return {
       scheme: this.scheme,
       inFeatures: this.inFeatures,
@@ -351,8 +398,10 @@ export class QuantizedLinear extends Module {
    * @param x - float32 `[..., inFeatures]`.
    * @returns `[..., outFeatures]`; the caller owns it.
    * @throws {@link ShapeError} when `x` is not float32 or its last dimension is not `inFeatures`.
+   * @throws {@link ConfigError} when the layer was disposed.
    */
   forward(x: tf.Tensor, options: { implementation?: 'auto' | 'fused' | 'naive' } = {}): tf.Tensor {
+    this.checkLive();
     if (!(x instanceof tf.Tensor) || x.rank < 1 || x.dtype !== 'float32' || x.shape[x.rank - 1] !== this.inFeatures) {
       const found = x instanceof tf.Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : typeof x;
       throw new ShapeError(`QuantizedLinear: x must be float32 [..., ${this.inFeatures}], found ${found}`, {
@@ -361,6 +410,7 @@ export class QuantizedLinear extends Module {
         found,
       });
     }
+    if (options.implementation !== 'naive') this.keepResident();
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const rows = lead.reduce((a, b) => a * b, 1);
@@ -384,9 +434,47 @@ export class QuantizedLinear extends Module {
     return quantMatMul.lastRun;
   }
 
+  /**
+   * Frees the parameters and the copy in the SIMD module's memory (see {@link QuantizedLinear.residentBytes}).
+   * Using the layer afterwards throws a {@link ConfigError}.
+   */
   override dispose(): void {
+    if (this.isDisposed) return;
+    this.isDisposed = true;
+    this.releaseResident();
     super.dispose();
     this.empty.dispose();
+  }
+
+  private checkLive(): void {
+    if (this.isDisposed) {
+      throw new ConfigError('QuantizedLinear: used after dispose()', { field: 'layer', expected: 'a live layer', found: 'disposed' });
+    }
+  }
+
+  /**
+   * On `cpu` and `wasm`, makes sure the SIMD module holds a copy of the current weight for the kernel: made once,
+   * made again only when a parameter was replaced (its data id changed, as after `loadWeights`).
+   */
+  private keepResident(): void {
+    const backend = tf.getBackend();
+    if (backend !== 'cpu' && backend !== 'wasm') return;
+    const ids = sourceIds({ packed: this.packed, scales: this.scales, zeros: this.zeros ?? this.empty, bias: this.bias ?? this.empty });
+    const r = this.resident;
+    if (r !== undefined && !r.isFreed && ids.every((id, k) => id === r.sources[k])) return;
+    this.releaseResident();
+    if (!quantSimdSupports(this)) return;
+    const made = ResidentQuantWeight.create(this.packedWeight(), this.bias == null ? new Float32Array(0) : (this.bias.dataSync() as Float32Array));
+    if (made === null) return;
+    made.sources = ids;
+    residents.set(this.packed.dataId, made);
+    this.resident = made;
+  }
+
+  private releaseResident(): void {
+    if (this.resident === undefined) return;
+    this.resident.free();
+    this.resident = undefined;
   }
 }
 

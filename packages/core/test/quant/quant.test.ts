@@ -9,7 +9,7 @@ import { GatedMLP } from '../../src/layers/mlp.js';
 import { Linear } from '../../src/layers/linear.js';
 import { dequantizeWeight, quantizeWeight, weightCode, zeroPoint, type QuantScheme } from '../../src/quant/formats.js';
 import { QuantizedLinear } from '../../src/quant/quantized-linear.js';
-import { quantMatMulSimd, setQuantSimd } from '../../src/quant/wasm/quant-simd.js';
+import { GEMM_MIN_ROWS, quantHeapStats, quantMatMulSimd, setQuantSimd } from '../../src/quant/wasm/quant-simd.js';
 import { quantize } from '../../src/quant/quantize.js';
 import { backends, randn } from '../layers/helpers.js';
 
@@ -95,15 +95,18 @@ describe('weight formats', () => {
 });
 
 describe('QuantizedLinear', () => {
-  // int4 with groups of 8 runs the typed-array loop, with groups of 32 the SIMD kernel (int8 is SIMD either way;
-  // "no SIMD" forces the loops). I = 70 is no multiple of 32: the SIMD rows are padded.
+  // int4 with groups of 8 runs the typed-array loop, with groups of 32 the SIMD kernel (int8 and ternary are SIMD
+  // either way; "no SIMD" forces the loops). I = 70 is no multiple of the SIMD blocks (16, 32, 64 codes): the rows
+  // are padded. O = 11 is odd (the decode-step kernel takes channels in pairs). N runs both SIMD ways: the decode
+  // step (N < GEMM_MIN_ROWS) and the prefill tile (four rows at a time, then the rest one by one).
   const variants: [QuantScheme, number, boolean][] = [
-    ['int8', 0, true], ['int8', 0, false], ['int4', 8, true], ['int4', 32, true], ['int4', 32, false], ['ternary', 0, true],
+    ['int8', 0, true], ['int8', 0, false], ['int4', 8, true], ['int4', 32, true], ['int4', 32, false], ['ternary', 0, true], ['ternary', 0, false],
   ];
   it.each(variants)('%s (group %s, SIMD %s): the fused matmul equals x Ŵᵀ + b in float64 on every backend, with and without bias', async (scheme, groupSize, simd) => {
     const I = 70;
     const O = 11;
-    const xs = randn(3 * I, 21);
+    const rows = [1, 3, GEMM_MIN_ROWS, 2 * GEMM_MIN_ROWS + 1];
+    const xs = randn(Math.max(...rows) * I, 21);
     setQuantSimd(simd);
     for (const name of await backends()) {
       await initBackend(name as 'cpu');
@@ -113,7 +116,7 @@ describe('QuantizedLinear', () => {
         const deq = dequantizeWeight(q.packedWeight());
         const b = bias ? ((await linear.bias!.data()) as Float32Array) : null;
         const before = tf.memory().numTensors;
-        for (const N of [1, 3]) {
+        for (const N of rows) {
           const x = tf.tensor2d(xs.slice(0, N * I), [N, I]);
           const out = q.forward(x);
           const y = (await out.data()) as Float32Array;
@@ -123,7 +126,7 @@ describe('QuantizedLinear', () => {
             for (let o = 0; o < O; o++) {
               let ref = b == null ? 0 : b[o];
               for (let i = 0; i < I; i++) ref += xs[n * I + i] * deq[o * I + i];
-              expect(Math.abs(y[n * O + o] - ref), `${name} n${n} o${o}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(ref)));
+              expect(Math.abs(y[n * O + o] - ref), `${name} N${N} n${n} o${o}`).toBeLessThan(1e-5 * Math.max(1, Math.abs(ref)));
             }
           }
           x.dispose();
@@ -137,14 +140,109 @@ describe('QuantizedLinear', () => {
     await initBackend('cpu');
   });
 
-  it('runs int8 and int4 (groups of 32) on WebAssembly SIMD here, and leaves other weights to the loops', () => {
+  it.each(['int8', 'int4', 'ternary'] as const)('%s at SmolLM-135M width (576 in): SIMD decode step and prefill tile within 1e-5 of x Ŵᵀ in float64', async (scheme) => {
+    await initBackend('wasm');
+    const I = 576;
+    const O = 48;
+    const linear = new Linear(I, O, { bias: false, seed: 9 });
+    const q = QuantizedLinear.fromLinear(linear, { scheme, groupSize: 64 });
+    const deq = dequantizeWeight(q.packedWeight());
+    for (const N of [1, 8]) {
+      const xs = randn(N * I, 40 + N);
+      const x = tf.tensor2d(xs, [N, I]);
+      const out = q.forward(x);
+      const y = out.dataSync();
+      tf.dispose([x, out]);
+      let worst = 0;
+      for (let n = 0; n < N; n++) {
+        for (let o = 0; o < O; o++) {
+          let ref = 0;
+          for (let i = 0; i < I; i++) ref += xs[n * I + i] * deq[o * I + i];
+          worst = Math.max(worst, Math.abs(y[n * O + o] - ref) / Math.max(1, Math.abs(ref)));
+        }
+      }
+      expect(worst, `N = ${N}`).toBeLessThan(1e-5);
+    }
+    q.dispose();
+    linear.dispose();
+  });
+
+  it('runs int8, int4 (groups of a multiple of 32) and ternary on WebAssembly SIMD here, and leaves other weights to the loops', () => {
     const w = Float32Array.from(randn(4 * 64, 3));
     const x = Float32Array.from(randn(64, 4));
     const out = new Float32Array(4);
     expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int8'), new Float32Array(0), out)).toBe(true);
     expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int4', 32), new Float32Array(0), out)).toBe(true);
     expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'int4', 16), new Float32Array(0), out)).toBe(false);
-    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'ternary'), new Float32Array(0), out)).toBe(false);
+    expect(quantMatMulSimd(x, 1, quantizeWeight(w, 4, 64, 'ternary'), new Float32Array(0), out)).toBe(true);
+  });
+
+  it.each(['int8', 'int4', 'ternary'] as const)('%s: the resident weight gives the copying path’s values, is made once, and is made again when a parameter is replaced', async (scheme) => {
+    for (const name of ['cpu', 'wasm'] as const) {
+      await initBackend(name);
+      const I = 96;
+      const O = 7;
+      const linear = new Linear(I, O, { bias: true, seed: 3 });
+      const q = QuantizedLinear.fromLinear(linear, { scheme, groupSize: 32 });
+      const heap0 = quantHeapStats()!;
+      expect(q.residentBytes).toBe(0); // nothing until the first run
+      for (const N of [2, 6]) {
+        const xs = Float32Array.from(randn(N * I, 50 + N));
+        const x = tf.tensor2d(xs, [N, I]);
+        const out = q.forward(x);
+        const resident = out.dataSync();
+        const copying = new Float32Array(N * O);
+        expect(quantMatMulSimd(xs, N, q.packedWeight(), linear.bias!.dataSync() as Float32Array, copying)).toBe(true);
+        expect(Array.from(resident)).toEqual(Array.from(copying));
+        tf.dispose([x, out]);
+      }
+      const held = q.residentBytes;
+      expect(held).toBeGreaterThan(0);
+      expect(quantHeapStats()!.allocated - heap0.allocated).toBe(held); // one copy, kept between calls
+      // Replacing the scales (as loading weights does) makes a new copy: the output follows the new values.
+      const x = tf.randomNormal([1, I]);
+      const y1 = q.forward(x);
+      const scaled = tf.mul(q.scales, 2);
+      q.scales.assign(scaled);
+      scaled.dispose();
+      const y2 = q.forward(x);
+      const [a, b] = [y1.dataSync(), y2.dataSync()];
+      const bias = linear.bias!.dataSync();
+      for (let o = 0; o < O; o++) expect(b[o] - bias[o]).toBeCloseTo(2 * (a[o] - bias[o]), 4);
+      expect(quantHeapStats()!.allocated - heap0.allocated).toBe(held); // the old copy was freed
+      tf.dispose([x, y1, y2]);
+      q.dispose();
+      linear.dispose();
+      expect(quantHeapStats()!.allocated).toBe(heap0.allocated);
+    }
+    await initBackend('cpu');
+  });
+
+  it('frees its resident weight on dispose, reuses the memory for the next layer, and throws a ConfigError when used after dispose', async () => {
+    await initBackend('wasm');
+    const linear = new Linear(576, 1536, { bias: false, seed: 1 });
+    const x = tf.randomNormal([1, 576]);
+    const tensors = tf.memory().numTensors;
+    const heap0 = quantHeapStats()!;
+    let first: { top: number; capacity: number } | undefined;
+    for (let k = 0; k < 6; k++) {
+      const q = QuantizedLinear.fromLinear(linear, { scheme: (['int8', 'int4', 'ternary'] as const)[k % 3], groupSize: 64 });
+      q.forward(x).dispose();
+      expect(q.residentBytes).toBeGreaterThan(0);
+      q.dispose();
+      expect(q.residentBytes).toBe(0);
+      expect(() => q.forward(x)).toThrow(ConfigError);
+      expect(() => q.forward(x)).toThrow(/QuantizedLinear: used after dispose\(\)/);
+      expect(() => q.packedWeight()).toThrow(ConfigError);
+      q.dispose(); // a second dispose does nothing
+      const stats = quantHeapStats()!;
+      expect(stats.allocated).toBe(heap0.allocated);
+      if (k < 3) first = { top: Math.max(first?.top ?? 0, stats.top), capacity: stats.capacity };
+      else expect({ top: stats.top, capacity: stats.capacity }).toEqual(first); // the freed regions are reused
+    }
+    expect(tf.memory().numTensors).toBe(tensors);
+    x.dispose();
+    linear.dispose();
   });
 
   it('keeps the leading dimensions and rejects a wrong input width', () => {
