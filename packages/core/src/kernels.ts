@@ -318,3 +318,59 @@ export function fusedGradient<N extends string, A>(spec: FusedGradientSpec<N, A>
     },
   };
 }
+
+/** What {@link runTypedKernel} needs of a `cpu` or `wasm` backend. */
+interface TypedArrayBackend {
+  readSync(dataId: object): unknown;
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
+  /** `wasm` only (`cpu` has a `makeOutput` of another signature: the two are told apart by `typedArrayFromHeap`). */
+  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
+}
+
+/**
+ * Runs a float32 kernel written as a typed-array loop on `cpu` or `wasm`, inside a `kernelFunc`: `body` gets views
+ * of the inputs and the output to fill. On `wasm` they are views of the backend's heap (no copy in or out; the
+ * output is allocated first, since growing the heap detaches earlier views); on `cpu` the inputs are the backend's
+ * arrays and the output a new array handed to it.
+ *
+ * @returns the output, for the `kernelFunc` to return.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { registerFusedKernel, runTypedKernel } from '@slmkit/core';
+ * registerFusedKernel({
+ *   kernelName: 'DocTwice',
+ *   backendName: 'cpu',
+ *   kernelFunc: ({ inputs, backend }) => {
+ *     const x = inputs.x as tf.TensorInfo;
+ *     return runTypedKernel(backend, [x], x.shape, ([v], out) => {
+ *       for (let i = 0; i < out.length; i++) out[i] = 2 * v[i];
+ *     });
+ *   },
+ * });
+ * ```
+ */
+export function runTypedKernel(
+  backend: unknown,
+  inputs: readonly tf.TensorInfo[],
+  outShape: number[],
+  body: (views: Float32Array[], out: Float32Array) => void,
+): tf.TensorInfo {
+  const b = backend as TypedArrayBackend;
+  if (b.typedArrayFromHeap != null) {
+    const out = b.makeOutput!(outShape, 'float32');
+    body(
+      inputs.map((t) => b.typedArrayFromHeap!(t)),
+      b.typedArrayFromHeap(out),
+    );
+    return out;
+  }
+  const out = new Float32Array(outShape.reduce((x, y) => x * y, 1));
+  body(
+    inputs.map((t) => b.readSync(t.dataId) as Float32Array),
+    out,
+  );
+  return b.makeTensorInfo(outShape, 'float32', out);
+}

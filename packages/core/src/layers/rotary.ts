@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel } from '../kernels.js';
 
 /**
  * How the rotary frequencies are scaled, as a discriminated union on `type`. Field names are the camelCase forms of
@@ -303,8 +304,88 @@ function yarnMscale(scale: number, m = 1): number {
   return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
 }
 
+/**
+ * `y = x·cos + rotate_half(x)·sin` on the first `rotaryDim` dims of each head (Hugging Face's `rotate_half` layout:
+ * `[x1, x2] -> [-x2, x1]`); the rest pass through. `x` is `[B, H, T, D]`, `cos` and `sin` the half-width tables
+ * `[B | 1, 1, T, rotaryDim / 2]`. In tfjs ops: the reference, and the path of backends without the kernel.
+ */
+function rotateHalf(x: tf.Tensor, c: tf.Tensor, s: tf.Tensor, r: number): tf.Tensor {
+  const [B, H, T, D] = x.shape as [number, number, number, number];
+  const h = r / 2;
+  const x1 = tf.slice(x, [0, 0, 0, 0], [B, H, T, h]); // [B, H, T, r/2]
+  const x2 = tf.slice(x, [0, 0, 0, h], [B, H, T, h]); // [B, H, T, r/2]
+  const y1 = tf.sub(tf.mul(x1, c), tf.mul(x2, s)); // [B, H, T, r/2]
+  const y2 = tf.add(tf.mul(x2, c), tf.mul(x1, s)); // [B, H, T, r/2]
+  const parts = [y1, y2];
+  if (r < D) parts.push(tf.slice(x, [0, 0, 0, r], [B, H, T, D - r])); // [B, H, T, D - r]
+  return tf.concat(parts, 3); // [B, H, T, D]
+}
+
+type RotateInputs = { x: tf.Tensor; cos: tf.Tensor; sin: tf.Tensor };
+const ROTARY_KERNEL = 'SlmkitRotary';
+const rotate = defineFusedOp<RotateInputs, { rotaryDim: number }>({
+  kernelName: ROTARY_KERNEL,
+  naive: ({ x, cos, sin }, { rotaryDim }) => rotateHalf(x, cos, sin, rotaryDim),
+});
+
+/**
+ * The kernel's loop: `out = rotate(x)` with the tables' sin times `sign` (−1 rotates back: the transpose of the
+ * rotation, which is the gradient with respect to `x`).
+ */
+function rotateLoop(x: Float32Array, c: Float32Array, s: Float32Array, out: Float32Array, shape: number[], rows: number, r: number, sign: number): void {
+  const [B, H, T, D] = shape as [number, number, number, number];
+  const h = r / 2;
+  for (let b = 0; b < B; b++) {
+    const row = rows === 1 ? 0 : b;
+    for (let head = 0; head < H; head++) {
+      for (let t = 0; t < T; t++) {
+        const at = ((b * H + head) * T + t) * D;
+        const tab = (row * T + t) * h;
+        for (let i = 0; i < h; i++) {
+          const x1 = x[at + i];
+          const x2 = x[at + h + i];
+          const cc = c[tab + i];
+          const ss = sign * s[tab + i];
+          out[at + i] = x1 * cc - x2 * ss;
+          out[at + h + i] = x2 * cc + x1 * ss;
+        }
+        for (let i = r; i < D; i++) out[at + i] = x[at + i];
+      }
+    }
+  }
+}
+
+function rotaryKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { x, cos, sin } = inputs as unknown as Record<'x' | 'cos' | 'sin', tf.TensorInfo>;
+  const { rotaryDim, sign = 1 } = attrs as unknown as { rotaryDim: number; sign?: number };
+  return runTypedKernel(backend, [x, cos, sin], x.shape, ([xv, c, s], out) => rotateLoop(xv, c, s, out, x.shape, cos.shape[0], rotaryDim, sign));
+}
+
+for (const backendName of ['cpu', 'wasm']) {
+  registerFusedKernel({
+    kernelName: ROTARY_KERNEL,
+    backendName,
+    kernelFunc: rotaryKernel as tf.KernelFunc,
+    gradient: {
+      inputsToSave: ['x', 'cos', 'sin'],
+      gradFunc: (dy, [x, cos, sin], attrs) => {
+        const { rotaryDim } = attrs as unknown as { rotaryDim: number };
+        // The tables are constants in every use; their gradients (never needed so far) go through the op sequence.
+        const tables = (i: 1 | 2) => (): tf.Tensor =>
+          recomputeGradients(['x', 'cos', 'sin'], { x, cos, sin }, (t) => rotateHalf(t.x, t.cos, t.sin, rotaryDim), dy as tf.Tensor)[i];
+        return {
+          x: () => tf.engine().runKernel(ROTARY_KERNEL, { x: dy as tf.Tensor, cos, sin }, { rotaryDim, sign: -1 }) as tf.Tensor,
+          cos: tables(1),
+          sin: tables(2),
+        };
+      },
+    },
+  });
+}
+
 function isTables(p: unknown): p is RotaryTables {
-  return p != null && typeof p === 'object' && 'cos' in p && 'sin' in p;
+  // Not a tensor of positions: with the full @tensorflow/tfjs loaded, tensors have `cos` and `sin` methods too.
+  return p != null && typeof p === 'object' && !(p instanceof tf.Tensor) && 'cos' in p && 'sin' in p;
 }
 
 function isRange(p: unknown): p is { offset: number; length: number } {
@@ -628,14 +709,9 @@ export class RotaryEmbedding {
         c = tf.reshape(tf.slice(cos, begin, size), tableShape); // [B|1, 1, T, r/2]
         s = tf.reshape(tf.slice(sin, begin, size), tableShape); // [B|1, 1, T, r/2]
       }
-      const x1 = tf.slice(x, [0, 0, 0, 0], [B, H, T, h]); // [B, H, T, r/2]
-      const x2 = tf.slice(x, [0, 0, 0, h], [B, H, T, h]); // [B, H, T, r/2]
-      // rotate_half: [x1, x2] -> [-x2, x1]; y = x·cos + rotate_half(x)·sin.
-      const y1 = tf.sub(tf.mul(x1, c), tf.mul(x2, s)); // [B, H, T, r/2]
-      const y2 = tf.add(tf.mul(x2, c), tf.mul(x1, s)); // [B, H, T, r/2]
-      const parts = [y1, y2];
-      if (r < D) parts.push(tf.slice(x, [0, 0, 0, r], [B, H, T, D - r])); // [B, H, T, D - r]
-      return tf.concat(parts, 3) as tf.Tensor4D; // [B, H, T, D]
+      // One kernel on cpu / wasm; the op sequence of `rotateHalf` elsewhere.
+      const implementation = rotate.hasKernel() ? 'fused' : 'naive';
+      return rotate({ x, cos: c, sin: s }, { rotaryDim: r }, { implementation }) as tf.Tensor4D; // [B, H, T, D]
     });
   }
 

@@ -10,6 +10,7 @@ import {
   type RotaryConfig,
 } from '../../src/layers/rotary.js';
 import { prng } from './helpers.js';
+import '../../src/register-gradients.node.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Independent float64 references, written out from the published formulas (RoFormer; kaiokendev's linear
@@ -598,6 +599,50 @@ describe('RotaryEmbedding: partial rotary, positions forms, shapes', () => {
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([x3, x, wrongD, xi]);
   });
+});
+
+describe('RotaryEmbedding: the one-kernel path of cpu and wasm', () => {
+  // apply runs one kernel (SlmkitRotary) on cpu and wasm and the op sequence elsewhere (webgpu, which the model
+  // fixture tests cover). Here the kernel, on both backends, against the float64 formula, values and gradients.
+  for (const backend of ['cpu', 'wasm'] as const) {
+    it(`${backend}: partial rotary with per-row positions, values and the gradient with respect to x`, async () => {
+      await initBackend(backend);
+      try {
+        const [B, H, T, D, r] = [2, 3, 5, 16, 8];
+        const rope = new RotaryEmbedding({ headDim: D, rotaryDim: r, base: 10000, maxPositionEmbeddings: 64 });
+        const inv = refPlain(10000, r);
+        const positions = [[0, 0, 1, 2, 3], [7, 8, 9, 10, 11]];
+        const rand = prng(5);
+        const xs = Float64Array.from({ length: B * H * T * D }, () => rand() * 2 - 1);
+        const ws = Float64Array.from({ length: B * H * T * D }, () => rand() * 2 - 1);
+        const x = tf.tensor4d(Float32Array.from(xs), [B, H, T, D]);
+        const w = tf.tensor4d(Float32Array.from(ws), [B, H, T, D]);
+        const before = tf.memory().numTensors;
+        const y = rope.apply(x, positions);
+        const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(rope.apply(v as tf.Tensor4D, positions), w)))(x);
+        const [got, gotGrad] = [await y.data(), await dx.data()];
+        tf.dispose([y, dx]);
+        expect(tf.memory().numTensors).toBe(before);
+        const expected: number[] = [];
+        const expectedGrad: number[] = [];
+        for (let b = 0; b < B; b++) {
+          for (let h = 0; h < H; h++) {
+            for (let t = 0; t < T; t++) {
+              const at = ((b * H + h) * T + t) * D;
+              expected.push(...refRotate(Array.from(xs.subarray(at, at + D)), inv, positions[b][t]));
+              // The gradient of sum(w · R x) with respect to x is Rᵀ w: w rotated back by the same angle.
+              expectedGrad.push(...refRotate(Array.from(ws.subarray(at, at + D)), inv, -positions[b][t]));
+            }
+          }
+        }
+        expectClose(got, expected, () => 1e-5, `${backend} kernel`);
+        expectClose(gotGrad, expectedGrad, () => 1e-5, `${backend} kernel gradient`);
+        tf.dispose([x, w]);
+      } finally {
+        await initBackend('cpu');
+      }
+    });
+  }
 });
 
 describe('RotaryEmbedding: config validation', () => {
