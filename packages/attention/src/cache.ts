@@ -169,7 +169,10 @@ export abstract class AttentionCache {
       const allK = this.keys == null ? keys : tf.concat([this.keys, keys], 2); // [B, KV, held + T, Dh]
       const allV = this.values == null ? values : tf.concat([this.values, values], 2); // [B, KV, held + T, Dv]
       const pick = (x: tf.Tensor4D): tf.Tensor4D => (keep.length === allPositions.length ? x.clone() : selectPositions(x, keep));
-      return { allK: allK.clone(), allV: allV.clone(), storeK: pick(allK), storeV: pick(allV) };
+      // The caller gets the concatenation itself (a handle of its own, made here); only a first update, which has
+      // nothing to concatenate, hands back new handles on the caller's own tensors.
+      const own = (x: tf.Tensor4D): tf.Tensor4D => (x === keys || x === values ? x.clone() : x);
+      return { allK: own(allK), allV: own(allV), storeK: pick(allK), storeV: pick(allV) };
     });
     this.keys?.dispose();
     this.values?.dispose();
