@@ -70,6 +70,22 @@ describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', (
     });
   }
 
+  it('a key tile hidden whole is skipped: NaN values there do not reach the output', async () => {
+    // 8 queries over 192 keys (tiles of 64): keys 64..127 are padding. The naive kernel multiplies their weights (0)
+    // by their values, so a NaN there is NaN in its output; the fused kernel never reads that tile.
+    const g: Grid = { B: 1, H: 2, KV: 1, T: 8, S: 192, Dh: 8, causal: false, mask: [range(192).map((s) => (s >= 64 && s < 128 ? 0 : 1))] };
+    expect(flashTiles(g.T, g.Dh, g.Dh).BK).toBe(64);
+    const x = inputs(g, 5);
+    const hidden = tf.tensor4d(range(192).map((s) => (s >= 64 && s < 128 ? 1 : 0)), [1, 1, 192, 1]); // [1, 1, S, 1]
+    const vNaN = tf.where(tf.cast(hidden, 'bool'), tf.fill(x.v.shape, NaN), x.v) as tf.Tensor4D; // [1, 1, S, Dh]
+    const want = await take(naiveAttention(x.q, x.k, x.v, x.options));
+    const got = await take(fusedAttention(x.q, x.k, vNaN, { ...x.options, implementation: 'fused' }));
+    expect((await take(naiveAttention(x.q, x.k, vNaN, x.options))).some(Number.isNaN)).toBe(true);
+    expectClose(got, want, 2e-5);
+    disposeAll(hidden, vNaN);
+    x.dispose();
+  });
+
   it('the tiling cases span more than one key tile', () => {
     for (const [, g] of tiling.slice(0, 3)) expect(g.S).toBeGreaterThan(flashTiles(g.T, g.Dh, g.Dv ?? g.Dh).BK);
   });

@@ -5,13 +5,15 @@
  * output accumulator across the tiles (the online softmax), so no `[T, S]` score tensor ever exists: workgroup
  * memory holds a `[BQ, BK]` tile of scores, that is all.
  *
- * Per key tile, four steps separated by barriers:
+ * Per key tile, five steps separated by barriers:
  *
+ * 0. each lane marks which of its (query, key) pairs the position rules and the padding mask show; a tile that
+ *    shows none to any row of the tile is skipped whole (causal prefill skips about half the tiles, a sliding
+ *    window all but a band);
  * 1. the lanes copy the tile's keys `[BK, Dh]` and values `[BK, Dv]` (of key/value head `⌊h / G⌋`, read in place:
  *    no repeated K/V) into workgroup memory;
- * 2. each lane scores its query row (held in private memory) against its share of the tile's keys: `scale · q·k`,
- *    the soft cap, and the position rules and padding mask (a hidden key gets a sentinel, its dot product is
- *    skipped);
+ * 2. each lane scores its query row (held in private memory) against its share of the tile's keys: `scale · q·k`
+ *    and the soft cap (a hidden key gets a sentinel, its dot product is skipped);
  * 3. one lane per query row takes the tile's max, rescales its normaliser, and turns the row's scores into
  *    `exp(s − m)` (0 for hidden keys);
  * 4. each lane rescales and adds into its share of the `[BQ, Dv]` accumulator.
@@ -101,6 +103,8 @@ class FlashAttentionProgram {
       var<workgroup> rowM : array<f32, ${BQ}>;
       var<workgroup> rowL : array<f32, ${BQ}>;
       var<workgroup> rowAlpha : array<f32, ${BQ}>;
+      var<workgroup> anyVisible : atomic<u32>;
+      var<workgroup> tileVisible : u32;
 
       // tanh as tfjs's webgpu Tanh computes it (finite for large |x|), so the cap matches the naive kernel's.
       fn stableTanh(x : f32) -> f32 {
@@ -143,27 +147,51 @@ class FlashAttentionProgram {
         let keyTiles = (S + ${BK - 1}) / ${BK};
         for (var kt = 0; kt < keyTiles; kt++) {
           let s0 = kt * ${BK};
-          // 1. The tile's keys and values into workgroup memory (zeros past the last key).
-          for (var e = lane; e < ${BK * Dh}; e += ${LANES}) {
-            let s = s0 + e / ${Dh};
-            Ksh[e] = select(0.0, K[(kvRow + min(s, S - 1)) * ${Dh} + e % ${Dh}], s < S);
-          }
-          for (var e = lane; e < ${BK * Dv}; e += ${LANES}) {
-            let s = s0 + e / ${Dv};
-            Vsh[e] = select(0.0, V[(kvRow + min(s, S - 1)) * ${Dv} + e % ${Dv}], s < S);
+          // 0. Which of this lane's (row, key) pairs the rules and the padding show: 1 or 0 in the score tile. A
+          //    tile that shows no pair to any row is skipped whole (not loaded, not scored): causal prefill skips
+          //    about half the tiles, a window all but a band.
+          if (lane == 0) {
+            atomicStore(&anyVisible, 0u);
           }
           workgroupBarrier();
-
-          // 2. Scores of this lane's row against its keys j = col, col + ${cols}, …; hidden keys are not scored.
+          var mine = 0u;
           for (var j = col; j < ${BK}; j += ${cols}) {
             let s = s0 + j;
-            var sc = ${MASKED};
-            if (rowLive && s < S) {
-              let kp = Pos[T + s];
+            var visible = rowLive && s < S;
+            if (visible) {
+              let kp = Pos[T + min(s, S - 1)];
               let d = qp - kp;
-              var visible = !(uniforms.causal != 0 && d < 0) && !(uniforms.window >= 0 && d >= uniforms.window && kp >= uniforms.prefix);
-              ${this.hasMask ? 'visible = visible && KeyMask[b * S + s] != 0.0;' : ''}
-              if (visible) {
+              visible = !(uniforms.causal != 0 && d < 0) && !(uniforms.window >= 0 && d >= uniforms.window && kp >= uniforms.prefix);
+              ${this.hasMask ? 'visible = visible && KeyMask[b * S + min(s, S - 1)] != 0.0;' : ''}
+            }
+            Psh[r * ${BK} + j] = select(0.0, 1.0, visible);
+            mine = mine | select(0u, 1u, visible);
+          }
+          if (mine != 0u) {
+            atomicOr(&anyVisible, 1u);
+          }
+          workgroupBarrier();
+          if (lane == 0) {
+            tileVisible = atomicLoad(&anyVisible);
+          }
+          // The same value in every lane, as WGSL requires of a branch around barriers.
+          if (workgroupUniformLoad(&tileVisible) != 0u) {
+            // 1. The tile's keys and values into workgroup memory (zeros past the last key).
+            for (var e = lane; e < ${BK * Dh}; e += ${LANES}) {
+              let s = s0 + e / ${Dh};
+              Ksh[e] = select(0.0, K[(kvRow + min(s, S - 1)) * ${Dh} + e % ${Dh}], s < S);
+            }
+            for (var e = lane; e < ${BK * Dv}; e += ${LANES}) {
+              let s = s0 + e / ${Dv};
+              Vsh[e] = select(0.0, V[(kvRow + min(s, S - 1)) * ${Dv} + e % ${Dv}], s < S);
+            }
+            workgroupBarrier();
+
+            // 2. Scores of this lane's row against its visible keys j = col, col + ${cols}, …; hidden keys get the
+            //    sentinel and no dot product.
+            for (var j = col; j < ${BK}; j += ${cols}) {
+              var sc = ${MASKED};
+              if (Psh[r * ${BK} + j] != 0.0) {
                 var dot = 0.0;
                 for (var i = 0; i < ${Dh}; i++) {
                   dot = dot + qrow[i] * Ksh[j * ${Dh} + i];
@@ -173,51 +201,51 @@ class FlashAttentionProgram {
                   sc = uniforms.softcap * stableTanh(sc / uniforms.softcap);
                 }
               }
+              Psh[r * ${BK} + j] = sc;
             }
-            Psh[r * ${BK} + j] = sc;
-          }
-          workgroupBarrier();
+            workgroupBarrier();
 
-          // 3. One lane per row: the running max, the rescale factor, the weights exp(s − m) and the normaliser.
-          if (lane < ${BQ}) {
-            let row = lane * ${BK};
-            var tileMax = ${MASKED};
-            for (var j = 0; j < ${BK}; j++) {
-              tileMax = max(tileMax, Psh[row + j]);
-            }
-            if (tileMax > -1.0e38) {
-              let mOld = rowM[lane];
-              let m = max(mOld, tileMax);
-              let alpha = exp(mOld - m); // 0 on the row's first visible tile
-              var sum = 0.0;
+            // 3. One lane per row: the running max, the rescale factor, the weights exp(s − m) and the normaliser.
+            if (lane < ${BQ}) {
+              let row = lane * ${BK};
+              var tileMax = ${MASKED};
               for (var j = 0; j < ${BK}; j++) {
-                let sj = Psh[row + j];
-                let p = select(0.0, exp(sj - m), sj > -1.0e38);
-                Psh[row + j] = p;
-                sum = sum + p;
+                tileMax = max(tileMax, Psh[row + j]);
               }
-              rowM[lane] = m;
-              rowL[lane] = rowL[lane] * alpha + sum;
-              rowAlpha[lane] = alpha;
-            } else {
-              for (var j = 0; j < ${BK}; j++) {
-                Psh[row + j] = 0.0;
+              if (tileMax > -1.0e38) {
+                let mOld = rowM[lane];
+                let m = max(mOld, tileMax);
+                let alpha = exp(mOld - m); // 0 on the row's first visible tile
+                var sum = 0.0;
+                for (var j = 0; j < ${BK}; j++) {
+                  let sj = Psh[row + j];
+                  let p = select(0.0, exp(sj - m), sj > -1.0e38);
+                  Psh[row + j] = p;
+                  sum = sum + p;
+                }
+                rowM[lane] = m;
+                rowL[lane] = rowL[lane] * alpha + sum;
+                rowAlpha[lane] = alpha;
+              } else {
+                for (var j = 0; j < ${BK}; j++) {
+                  Psh[row + j] = 0.0;
+                }
+                rowAlpha[lane] = 1.0;
               }
-              rowAlpha[lane] = 1.0;
             }
-          }
-          workgroupBarrier();
+            workgroupBarrier();
 
-          // 4. This lane's accumulator columns i = col, col + ${cols}, …: rescale, then add the tile's weighted values.
-          let alpha = rowAlpha[r];
-          for (var c = 0; c < ${accPerLane}; c++) {
-            let i = col + c * ${cols};
-            if (i < ${Dv}) {
-              var sum = acc[c] * alpha;
-              for (var j = 0; j < ${BK}; j++) {
-                sum = sum + Psh[r * ${BK} + j] * Vsh[j * ${Dv} + i];
+            // 4. This lane's accumulator columns i = col, col + ${cols}, …: rescale, add the tile's weighted values.
+            let alpha = rowAlpha[r];
+            for (var c = 0; c < ${accPerLane}; c++) {
+              let i = col + c * ${cols};
+              if (i < ${Dv}) {
+                var sum = acc[c] * alpha;
+                for (var j = 0; j < ${BK}; j++) {
+                  sum = sum + Psh[r * ${BK} + j] * Vsh[j * ${Dv} + i];
+                }
+                acc[c] = sum;
               }
-              acc[c] = sum;
             }
           }
           workgroupBarrier();

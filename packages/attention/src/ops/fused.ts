@@ -220,7 +220,8 @@ export interface FusedAttentionOptions extends AttentionKernelOptions {
  *   rows.
  * - `webgpu`: flash-style WGSL, float32. A workgroup of 64 lanes takes one (batch, head) and a tile of up to 16
  *   queries; key tiles (up to 64 keys, as many as fit 16 KiB of workgroup memory with the values) are staged in
- *   workgroup memory, and each query row keeps its running max, normaliser and output across them. Six storage
+ *   workgroup memory, and each query row keeps its running max, normaliser and output across them. A key tile
+ *   the rules and the padding hide from all of the workgroup's queries is skipped whole. Six storage
  *   buffers are bound (output, q, k, v, positions, padding mask). Memory: the output plus a `T + S` int32
  *   positions buffer per call.
  *
