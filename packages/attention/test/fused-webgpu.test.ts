@@ -147,3 +147,25 @@ describe.skipIf(!hasWebGPU)('webgpu: the block with the WGSL kernel', () => {
     attn.dispose();
   });
 });
+
+describe.skipIf(!hasWebGPU)('webgpu: memory', () => {
+  it('a block forward at T 1024 allocates no [T, T] tensor; peak bytes stay far below T·T·4', async () => {
+    await initBackend('webgpu');
+    const T = 1024;
+    const c: Case = { B: 1, T, D: 16, H: 2, KV: 1, Dh: 8, rotary: { base: 10000 } };
+    const { attn, x } = build(c);
+    const { tensor } = x(1, T, 3);
+    const before = tf.memory().numTensors;
+    const info = await tf.profile(async () => {
+      await take(attn.forward(tensor));
+    });
+    expect(attn.lastImplementation).toBe('fused');
+    expect(tf.memory().numTensors).toBe(before);
+    // Inputs, q/k/v, rotary tables and the output are a few T·D floats each: under 1 MB here against 4 MiB.
+    expect(info.peakBytes).toBeLessThan((T * T * 4) / 4);
+    const largest = Math.max(...info.kernels.flatMap((k) => k.outputShapes.map((s) => (s ?? []).reduce((a, d) => a * d, 1))));
+    expect(largest).toBeLessThan((T * T) / 16);
+    tensor.dispose();
+    attn.dispose();
+  });
+});
