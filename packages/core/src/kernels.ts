@@ -330,11 +330,11 @@ interface TypedArrayBackend {
 
 /**
  * Runs a float32 kernel written as a typed-array loop on `cpu` or `wasm`, inside a `kernelFunc`: `body` gets views
- * of the inputs and the output to fill. On `wasm` they are views of the backend's heap (no copy in or out; the
- * output is allocated first, since growing the heap detaches earlier views); on `cpu` the inputs are the backend's
- * arrays and the output a new array handed to it.
+ * of the inputs and of the outputs to fill (one per shape in `outShapes`). On `wasm` they are views of the
+ * backend's heap (no copy in or out; the outputs are allocated first, since growing the heap detaches earlier
+ * views); on `cpu` the inputs are the backend's arrays and the outputs new arrays handed to it.
  *
- * @returns the output, for the `kernelFunc` to return.
+ * @returns the outputs, for the `kernelFunc` to return.
  *
  * @example
  * ```ts
@@ -345,9 +345,10 @@ interface TypedArrayBackend {
  *   backendName: 'cpu',
  *   kernelFunc: ({ inputs, backend }) => {
  *     const x = inputs.x as tf.TensorInfo;
- *     return runTypedKernel(backend, [x], x.shape, ([v], out) => {
+ *     const [y] = runTypedKernel(backend, [x], [x.shape], ([v], [out]) => {
  *       for (let i = 0; i < out.length; i++) out[i] = 2 * v[i];
  *     });
+ *     return y;
  *   },
  * });
  * ```
@@ -355,22 +356,22 @@ interface TypedArrayBackend {
 export function runTypedKernel(
   backend: unknown,
   inputs: readonly tf.TensorInfo[],
-  outShape: number[],
-  body: (views: Float32Array[], out: Float32Array) => void,
-): tf.TensorInfo {
+  outShapes: readonly number[][],
+  body: (inputs: Float32Array[], outputs: Float32Array[]) => void,
+): tf.TensorInfo[] {
   const b = backend as TypedArrayBackend;
   if (b.typedArrayFromHeap != null) {
-    const out = b.makeOutput!(outShape, 'float32');
+    const outs = outShapes.map((shape) => b.makeOutput!(shape, 'float32'));
     body(
       inputs.map((t) => b.typedArrayFromHeap!(t)),
-      b.typedArrayFromHeap(out),
+      outs.map((t) => b.typedArrayFromHeap!(t)),
     );
-    return out;
+    return outs;
   }
-  const out = new Float32Array(outShape.reduce((x, y) => x * y, 1));
+  const outs = outShapes.map((shape) => new Float32Array(shape.reduce((x, y) => x * y, 1)));
   body(
     inputs.map((t) => b.readSync(t.dataId) as Float32Array),
-    out,
+    outs,
   );
-  return b.makeTensorInfo(outShape, 'float32', out);
+  return outs.map((values, i) => b.makeTensorInfo(outShapes[i], 'float32', values));
 }

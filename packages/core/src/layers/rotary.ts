@@ -358,7 +358,8 @@ function rotateLoop(x: Float32Array, c: Float32Array, s: Float32Array, out: Floa
 function rotaryKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const { x, cos, sin } = inputs as unknown as Record<'x' | 'cos' | 'sin', tf.TensorInfo>;
   const { rotaryDim, sign = 1 } = attrs as unknown as { rotaryDim: number; sign?: number };
-  return runTypedKernel(backend, [x, cos, sin], x.shape, ([xv, c, s], out) => rotateLoop(xv, c, s, out, x.shape, cos.shape[0], rotaryDim, sign));
+  const [y] = runTypedKernel(backend, [x, cos, sin], [x.shape], ([xv, c, s], [out]) => rotateLoop(xv, c, s, out, x.shape, cos.shape[0], rotaryDim, sign));
+  return y;
 }
 
 for (const backendName of ['cpu', 'wasm']) {

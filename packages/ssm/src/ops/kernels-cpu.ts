@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedGradient, registerFusedKernel } from '@slmkit/core';
+import { fusedGradient, registerFusedKernel, runTypedKernel } from '@slmkit/core';
 import { SCAN_INPUT_NAMES, naiveSelectiveScan, type ScanKernelAttrs, type ScanKernelInputs } from './naive.js';
 import { scanBackward, scanForward, type ScanArrays, type ScanDims } from './scan-math.js';
 
@@ -17,15 +17,6 @@ import { scanBackward, scanForward, type ScanArrays, type ScanDims } from './sca
 export const SCAN_KERNEL = 'SlmkitSelectiveScan';
 /** The backward kernel's name (inputs: the forward's nine and `dy`; outputs: nine gradients in input order). */
 export const SCAN_GRAD_KERNEL = 'SlmkitSelectiveScanGrad';
-
-// What the kernels need of a backend: `cpu` has readSync / makeTensorInfo; `wasm` also has the heap helpers
-// (`cpu` has a `makeOutput` too, with another signature: tell them apart by `typedArrayFromHeap`).
-interface TypedBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
-}
 
 /** The scan's sizes, read off the kernel's input shapes. */
 export function scanDims(inputs: Record<string, tf.TensorInfo>, attrs: ScanKernelAttrs): ScanDims {
@@ -35,62 +26,45 @@ export function scanDims(inputs: Record<string, tf.TensorInfo>, attrs: ScanKerne
   return { batch, channels, length, stateSize, groups, deltaSoftplus: attrs.deltaSoftplus };
 }
 
-function view(backend: TypedBackend, info: tf.TensorInfo): Float32Array {
-  if (backend.typedArrayFromHeap != null) return backend.typedArrayFromHeap(info);
-  return backend.readSync(info.dataId) as Float32Array;
-}
-
-function arrays(backend: TypedBackend, inputs: Record<string, tf.TensorInfo>): ScanArrays {
-  const out: Record<string, Float32Array> = {};
-  for (const name of SCAN_INPUT_NAMES) out[name] = view(backend, inputs[name]);
-  return out as unknown as ScanArrays;
+/** The inputs by name, from the views `runTypedKernel` hands over in `SCAN_INPUT_NAMES` order. */
+function arrays(views: Float32Array[]): ScanArrays {
+  return Object.fromEntries(SCAN_INPUT_NAMES.map((name, i) => [name, views[i]])) as unknown as ScanArrays;
 }
 
 function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as ScanKernelAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
   const dims = scanDims(named, a);
   const shape = [dims.batch, dims.channels, dims.length + (a.returnLastState ? dims.stateSize : 0)];
-  if (b.typedArrayFromHeap != null) {
-    // Allocate first: growing the heap detaches every earlier view of it.
-    const out = b.makeOutput!(shape, 'float32');
-    scanForward(arrays(b, named), dims, view(b, out), a.returnLastState);
-    return out;
-  }
-  const y = new Float32Array(shape[0] * shape[1] * shape[2]);
-  scanForward(arrays(b, named), dims, y, a.returnLastState);
-  return b.makeTensorInfo!(shape, 'float32', y);
+  const ins = SCAN_INPUT_NAMES.map((name) => named[name]);
+  const [y] = runTypedKernel(backend, ins, [shape], (views, [out]) => scanForward(arrays(views), dims, out, a.returnLastState));
+  return y;
 }
 
 function backwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as ScanKernelAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
   const dims = scanDims(named, a);
   const L = dims.length;
   const N = dims.stateSize;
   const rows = dims.batch * dims.channels;
+  const ins = [...SCAN_INPUT_NAMES.map((name) => named[name]), named.dy];
   const shapes = SCAN_INPUT_NAMES.map((name) => named[name].shape.slice());
-  const outs = b.typedArrayFromHeap != null ? shapes.map((s) => b.makeOutput!(s, 'float32')) : null;
-  const x = arrays(b, named);
-  const dyAll = view(b, named.dy);
-  let dy = dyAll;
-  let dLast: Float32Array | undefined;
-  if (a.returnLastState) {
-    dy = new Float32Array(rows * L);
-    dLast = new Float32Array(rows * N);
-    for (let r = 0; r < rows; r++) {
-      dy.set(dyAll.subarray(r * (L + N), r * (L + N) + L), r * L);
-      dLast.set(dyAll.subarray(r * (L + N) + L, (r + 1) * (L + N)), r * N);
+  return runTypedKernel(backend, ins, shapes, (views, outs) => {
+    const dyAll = views[SCAN_INPUT_NAMES.length];
+    let dy = dyAll;
+    let dLast: Float32Array | undefined;
+    if (a.returnLastState) {
+      dy = new Float32Array(rows * L);
+      dLast = new Float32Array(rows * N);
+      for (let r = 0; r < rows; r++) {
+        dy.set(dyAll.subarray(r * (L + N), r * (L + N) + L), r * L);
+        dLast.set(dyAll.subarray(r * (L + N) + L, (r + 1) * (L + N)), r * N);
+      }
     }
-  }
-  const grads = scanBackward(x, dims, dy, dLast);
-  if (outs != null) {
-    SCAN_INPUT_NAMES.forEach((name, i) => view(b, outs[i]).set(grads[name]));
-    return outs;
-  }
-  return SCAN_INPUT_NAMES.map((name, i) => b.makeTensorInfo!(shapes[i], 'float32', grads[name]));
+    const grads = scanBackward(arrays(views), dims, dy, dLast);
+    SCAN_INPUT_NAMES.forEach((name, i) => outs[i].set(grads[name]));
+  });
 }
 
 /** Which way the last gradient of the fused scan was computed, and on which backend. */

@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedGradient, registerFusedKernel } from '@slmkit/core';
+import { fusedGradient, registerFusedKernel, runTypedKernel } from '@slmkit/core';
 import { ssdBackward, ssdForward, type SsdArrays, type SsdMathDims } from './ssd-math.js';
 import { SSD_INPUT_NAMES, chunkedSsdScan, ssdDims, type SsdKernelAttrs, type SsdKernelInputs } from './ssd-naive.js';
 
@@ -16,15 +16,6 @@ import { SSD_INPUT_NAMES, chunkedSsdScan, ssdDims, type SsdKernelAttrs, type Ssd
 export const SSD_KERNEL = 'SlmkitSsdScan';
 /** The backward kernel's name (inputs: the forward's nine and `dy`; outputs: nine gradients in input order). */
 export const SSD_GRAD_KERNEL = 'SlmkitSsdScanGrad';
-
-// What the kernels need of a backend: `cpu` has readSync / makeTensorInfo; `wasm` also has the heap helpers
-// (`cpu` has a `makeOutput` too, with another signature: tell them apart by `typedArrayFromHeap`).
-interface TypedBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
-}
 
 /** The scan's sizes and dt processing, from the kernel's inputs and attributes. */
 export function ssdMathDims(inputs: Record<string, { shape: number[] }>, attrs: SsdKernelAttrs): SsdMathDims {
@@ -36,47 +27,32 @@ export function ssdOutputShape(d: SsdMathDims, packState: boolean): number[] {
   return [d.batch, d.length * d.heads * d.headDim + (packState ? d.heads * d.headDim * d.stateSize : 0)];
 }
 
-function view(backend: TypedBackend, info: tf.TensorInfo): Float32Array {
-  if (backend.typedArrayFromHeap != null) return backend.typedArrayFromHeap(info);
-  return backend.readSync(info.dataId) as Float32Array;
-}
-
-function arrays(backend: TypedBackend, inputs: Record<string, tf.TensorInfo>): SsdArrays {
-  const out: Record<string, Float32Array> = {};
-  for (const name of SSD_INPUT_NAMES) out[name] = view(backend, inputs[name]);
-  return out as unknown as SsdArrays;
+/** The inputs by name, from the views `runTypedKernel` hands over in `SSD_INPUT_NAMES` order. */
+function arrays(views: Float32Array[]): SsdArrays {
+  return Object.fromEntries(SSD_INPUT_NAMES.map((name, i) => [name, views[i]])) as unknown as SsdArrays;
 }
 
 function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as SsdKernelAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
   const dims = ssdMathDims(named, a);
-  const shape = ssdOutputShape(dims, a.returnFinalState);
-  if (b.typedArrayFromHeap != null) {
-    // Allocate first: growing the heap detaches every earlier view of it.
-    const out = b.makeOutput!(shape, 'float32');
-    ssdForward(arrays(b, named), dims, view(b, out), a.returnFinalState);
-    return out;
-  }
-  const y = new Float32Array(shape[0] * shape[1]);
-  ssdForward(arrays(b, named), dims, y, a.returnFinalState);
-  return b.makeTensorInfo!(shape, 'float32', y);
+  const ins = SSD_INPUT_NAMES.map((name) => named[name]);
+  const [y] = runTypedKernel(backend, ins, [ssdOutputShape(dims, a.returnFinalState)], (views, [out]) =>
+    ssdForward(arrays(views), dims, out, a.returnFinalState),
+  );
+  return y;
 }
 
 function backwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as SsdKernelAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
   const dims = ssdMathDims(named, a);
+  const ins = [...SSD_INPUT_NAMES.map((name) => named[name]), named.dy];
   const shapes = SSD_INPUT_NAMES.map((name) => named[name].shape.slice());
-  const outs = b.typedArrayFromHeap != null ? shapes.map((s) => b.makeOutput!(s, 'float32')) : null;
-  const grads = ssdBackward(arrays(b, named), dims, view(b, named.dy), a.returnFinalState);
-  if (outs != null) {
-    SSD_INPUT_NAMES.forEach((name, i) => view(b, outs[i]).set(grads[name]));
-    return outs;
-  }
-  return SSD_INPUT_NAMES.map((name, i) => b.makeTensorInfo!(shapes[i], 'float32', grads[name]));
+  return runTypedKernel(backend, ins, shapes, (views, outs) => {
+    const grads = ssdBackward(arrays(views), dims, views[SSD_INPUT_NAMES.length], a.returnFinalState);
+    SSD_INPUT_NAMES.forEach((name, i) => outs[i].set(grads[name]));
+  });
 }
 
 /**
