@@ -13,10 +13,9 @@ import { CODES_PER_WORD, wordsPerRow, type PackedWeight, type QuantScheme } from
 
 interface QuantExports {
   memory: WebAssembly.Memory;
-  gemv_int8(x: number, codes: number, scales: number, bias: number, out: number, N: number, Ip: number, O: number): void;
-  group_sums(x: number, xs: number, N: number, Ip: number, G: number): void;
-  gemv_int4(x: number, xs: number, codes: number, gscale: number, gzero: number, bias: number, out: number, N: number, Ip: number, O: number, G: number, groups: number): void;
-  gemv_ternary(x: number, codes: number, gamma: number, bias: number, out: number, N: number, Ip: number, O: number): void;
+  gemv_int8(xh: number, xl: number, xscale: number, codes: number, scales: number, bias: number, out: number, N: number, Ip: number, O: number): void;
+  gemv_int4(xh: number, xl: number, xscale: number, codes: number, gscale: number, gzero: number, bias: number, out: number, N: number, Ip: number, O: number, G: number, groups: number): void;
+  gemv_ternary(xh: number, xl: number, xscale: number, codes: number, gamma: number, bias: number, out: number, N: number, Ip: number, O: number): void;
   gemm_int8(x: number, codes: number, scales: number, bias: number, out: number, scratch: number, N: number, Ip: number, O: number): void;
   gemm_int4(x: number, codes: number, gscale: number, gzero: number, bias: number, out: number, scratch: number, N: number, Ip: number, O: number, G: number, groups: number): void;
   gemm_ternary(x: number, codes: number, gamma: number, bias: number, out: number, scratch: number, N: number, Ip: number, O: number): void;
@@ -24,6 +23,13 @@ interface QuantExports {
 
 /** Input rows from which a call decodes each weight row once to floats (gemm) instead of in registers per row (gemv). */
 export const GEMM_MIN_ROWS = 4;
+
+/** The decode-step kernels' fixed point: inputs become (xh · 2^14 + xl) · 2^−e with |xh · 2^14 + xl| < 2^28. */
+const FIXED_BITS = 28;
+/** Widest ternary row the decode-step kernel sums without a flush (see quant.wat). */
+const TERNARY_GEMV_MAX_IN = 1 << 19;
+/** Widest int4 group the decode-step kernel sums without a flush. */
+const INT4_GEMV_MAX_GROUP = 1 << 15;
 
 /** Codes per 16-byte block of the kernel's layout (and so the padding of a row). */
 const BLOCK: Readonly<Record<QuantScheme, number>> = { int8: 16, int4: 32, ternary: 64 };
@@ -97,23 +103,31 @@ export class ResidentQuantWeight {
     const sizes = [Oe * rowBytes, 4 * (scheme === 'int8' ? Oe : scheme === 'int4' ? Oe * groups : 1), scheme === 'int4' ? Oe * groups : 0, 4 * Oe];
     const [codes, scales, zeros, biasAt] = sizes.map((n) => m.heap.alloc(n));
     const buffer = m.exports.memory.buffer; // after the allocations: growing detaches earlier views
-    // Codes: the packed words hold code i at field i % per of word i / per; the kernel wants code 4k + j of each
-    // 16-byte block at field k of lane j (see quant.wat).
+    // Codes: the packed words hold code i at field i % per of word i / per. The kernels want int8 codes as bytes in
+    // order, and int4 / ternary code 8k + j of each 16-byte block at field k of 16-bit lane j (see quant.wat).
     const per = CODES_PER_WORD[scheme];
     const mask = (1 << bitsPerCode) - 1;
     const words = wordsPerRow(scheme, I);
-    const lanes = new Uint32Array(buffer, codes, (Oe * rowBytes) / 4);
-    lanes.fill(scheme === 'ternary' ? 0x55555555 : 0); // padding: code 0 (ternary stores q + 1)
-    for (let o = 0; o < O; o++) {
-      const src = o * words;
-      const dst = (o * rowBytes) / 4;
-      for (let i = 0; i < I; i++) {
-        const code = (q.packed[src + Math.floor(i / per)] >>> (bitsPerCode * (i % per))) & mask;
-        const b = Math.floor(i / block);
-        const r = i % block;
-        const lane = dst + 4 * b + (r % 4);
-        const shift = bitsPerCode * Math.floor(r / 4);
-        lanes[lane] = (lanes[lane] & ~(mask << shift)) | (code << shift);
+    if (scheme === 'int8') {
+      const bytes = new Int8Array(buffer, codes, Oe * rowBytes);
+      bytes.fill(0);
+      for (let o = 0; o < O; o++) {
+        const src = new Int8Array(q.packed.buffer, q.packed.byteOffset + 4 * o * words, I); // little-endian words: the codes in order
+        bytes.set(src, o * rowBytes);
+      }
+    } else {
+      const lanes = new Uint16Array(buffer, codes, (Oe * rowBytes) / 2);
+      lanes.fill(scheme === 'ternary' ? 0x5555 : 0); // padding: code 0 (ternary stores q + 1)
+      for (let o = 0; o < O; o++) {
+        const src = o * words;
+        const dst = (o * rowBytes) / 2;
+        for (let i = 0; i < I; i++) {
+          const code = (q.packed[src + Math.floor(i / per)] >>> (bitsPerCode * (i % per))) & mask;
+          const r = i % block;
+          const lane = dst + 8 * Math.floor(i / block) + (r % 8);
+          const shift = bitsPerCode * Math.floor(r / 8);
+          lanes[lane] = (lanes[lane] & ~(mask << shift)) | (code << shift);
+        }
       }
     }
     const s = new Float32Array(buffer, scales, sizes[1] / 4);
@@ -136,43 +150,69 @@ export class ResidentQuantWeight {
     return this.freed;
   }
 
-  /** `out [N, O] = x [N, I] · Ŵᵀ + bias`. */
+  /**
+   * `out [N, O] = x [N, I] · Ŵᵀ + bias`. A few finite rows (a decode step) take the integer kernels on fixed-point
+   * inputs; more rows, or any non-finite input, the float tile (which also carries NaN and ±Infinity through).
+   */
   matmul(x: Float32Array, N: number, out: Float32Array): void {
     if (this.freed) throw new Error('ResidentQuantWeight: used after free()');
     const { Ip, inFeatures: I, outFeatures: O, groupSize: G } = this;
     if (N === 0 || O === 0) return;
     const { exports: e, heap } = this.m;
-    const gemm = N >= GEMM_MIN_ROWS;
     const groups = this.scheme === 'int4' ? Math.ceil(I / G) : 0;
-    const xAt = heap.alloc(4 * N * Ip);
+    const fits = this.scheme === 'int8' || (this.scheme === 'int4' ? G <= INT4_GEMV_MAX_GROUP : Ip <= TERNARY_GEMV_MAX_IN);
+    const exps = N < GEMM_MIN_ROWS && fits ? fixedPointExponents(x, N, I) : null;
     const outAt = heap.alloc(4 * N * O);
-    const extraAt = heap.alloc(gemm ? 8 * Ip : 16 * N * groups); // two decoded rows, or the int4 group sums
+    const blocks: number[] = [outAt];
     try {
-      const f32 = new Float32Array(e.memory.buffer);
-      const x0 = xAt / 4;
-      if (Ip === I) f32.set(x.subarray(0, N * I), x0);
-      else {
+      if (exps !== null) {
+        const xh = heap.alloc(2 * N * Ip);
+        blocks.push(xh);
+        const xl = heap.alloc(2 * N * Ip);
+        blocks.push(xl);
+        const xscale = heap.alloc(4 * N);
+        blocks.push(xscale);
+        const buffer = e.memory.buffer; // after the allocations
+        const h = new Int16Array(buffer, xh, N * Ip);
+        const l = new Int16Array(buffer, xl, N * Ip);
+        const sc = new Float32Array(buffer, xscale, N);
         for (let n = 0; n < N; n++) {
-          f32.set(x.subarray(n * I, (n + 1) * I), x0 + n * Ip);
-          f32.fill(0, x0 + n * Ip + I, x0 + (n + 1) * Ip);
+          const up = 2 ** exps[n];
+          sc[n] = 2 ** -exps[n];
+          const from = n * I;
+          const to = n * Ip;
+          for (let i = 0; i < I; i++) {
+            const v = Math.round(x[from + i] * up);
+            h[to + i] = v >> 14;
+            l[to + i] = v & 0x3fff;
+          }
+          h.fill(0, to + I, to + Ip);
+          l.fill(0, to + I, to + Ip);
         }
-      }
-      if (this.scheme === 'int8') {
-        if (gemm) e.gemm_int8(xAt, this.codes, this.scales, this.bias, outAt, extraAt, N, Ip, O);
-        else e.gemv_int8(xAt, this.codes, this.scales, this.bias, outAt, N, Ip, O);
-      } else if (this.scheme === 'int4') {
-        if (gemm) e.gemm_int4(xAt, this.codes, this.scales, this.zeros, this.bias, outAt, extraAt, N, Ip, O, G, groups);
+        if (this.scheme === 'int8') e.gemv_int8(xh, xl, xscale, this.codes, this.scales, this.bias, outAt, N, Ip, O);
+        else if (this.scheme === 'int4') e.gemv_int4(xh, xl, xscale, this.codes, this.scales, this.zeros, this.bias, outAt, N, Ip, O, G, groups);
+        else e.gemv_ternary(xh, xl, xscale, this.codes, this.scales, this.bias, outAt, N, Ip, O);
+      } else {
+        const xAt = heap.alloc(4 * N * Ip);
+        blocks.push(xAt);
+        const scratch = heap.alloc(8 * Ip); // two decoded rows
+        blocks.push(scratch);
+        const f32 = new Float32Array(e.memory.buffer); // after the allocations
+        const x0 = xAt / 4;
+        if (Ip === I) f32.set(x.subarray(0, N * I), x0);
         else {
-          e.group_sums(xAt, extraAt, N, Ip, G);
-          e.gemv_int4(xAt, extraAt, this.codes, this.scales, this.zeros, this.bias, outAt, N, Ip, O, G, groups);
+          for (let n = 0; n < N; n++) {
+            f32.set(x.subarray(n * I, (n + 1) * I), x0 + n * Ip);
+            f32.fill(0, x0 + n * Ip + I, x0 + (n + 1) * Ip);
+          }
         }
-      } else if (gemm) e.gemm_ternary(xAt, this.codes, this.scales, this.bias, outAt, extraAt, N, Ip, O);
-      else e.gemv_ternary(xAt, this.codes, this.scales, this.bias, outAt, N, Ip, O);
+        if (this.scheme === 'int8') e.gemm_int8(xAt, this.codes, this.scales, this.bias, outAt, scratch, N, Ip, O);
+        else if (this.scheme === 'int4') e.gemm_int4(xAt, this.codes, this.scales, this.zeros, this.bias, outAt, scratch, N, Ip, O, G, groups);
+        else e.gemm_ternary(xAt, this.codes, this.scales, this.bias, outAt, scratch, N, Ip, O);
+      }
       out.set(new Float32Array(e.memory.buffer, outAt, N * O));
     } finally {
-      heap.free(extraAt);
-      heap.free(outAt);
-      heap.free(xAt);
+      for (let k = blocks.length - 1; k >= 0; k--) heap.free(blocks[k]);
     }
   }
 
@@ -182,6 +222,35 @@ export class ResidentQuantWeight {
     this.freed = true;
     for (const at of [this.bias, this.zeros, this.scales, this.codes]) this.m.heap.free(at);
   }
+}
+
+/**
+ * Per input row, the exponent e that puts the row in the decode-step kernels' fixed point: `x · 2^e` rounds to an
+ * integer under 2^28 in magnitude (0 for a row of zeros). `null` when a value is not finite or a row's largest
+ * magnitude is under about 2^−73 (those take the float path).
+ */
+function fixedPointExponents(x: Float32Array, N: number, I: number): number[] | null {
+  const exps: number[] = [];
+  for (let n = 0; n < N; n++) {
+    let max = 0;
+    for (let i = n * I; i < (n + 1) * I; i++) {
+      const a = Math.abs(x[i]);
+      if (!(a <= max)) {
+        if (!Number.isFinite(a)) return null;
+        max = a;
+      }
+    }
+    if (max === 0) {
+      exps.push(0);
+      continue;
+    }
+    // max · 2^e < 2^(FIXED_BITS) − 1, so that rounding stays below 2^FIXED_BITS.
+    let e = FIXED_BITS - 1 - Math.floor(Math.log2(max));
+    while (max * 2 ** e >= 2 ** FIXED_BITS - 1) e--;
+    if (e > 100) return null; // values so small that 2^−e would leave float32's normal range: the float path
+    exps.push(e);
+  }
+  return exps;
 }
 
 /**
