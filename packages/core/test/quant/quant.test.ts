@@ -97,15 +97,15 @@ describe('weight formats', () => {
 describe('QuantizedLinear', () => {
   // int4 with groups of 8 runs the typed-array loop, with groups of 32 the SIMD kernel (int8 and ternary are SIMD
   // either way; "no SIMD" forces the loops). I = 70 is no multiple of the SIMD blocks (16, 32, 64 codes): the rows
-  // are padded. O = 11 is odd (the decode-step kernel takes channels in pairs). N runs both SIMD ways: the decode
-  // step (N < GEMM_MIN_ROWS) and the prefill tile (four rows at a time, then the rest one by one).
+  // are padded. O = 11 is odd (both SIMD ways take channels in pairs). N runs both SIMD ways: the decode step
+  // (N < GEMM_MIN_ROWS) and the prefill tile (four rows at a time, then the rest one by one).
   const variants: [QuantScheme, number, boolean][] = [
     ['int8', 0, true], ['int8', 0, false], ['int4', 8, true], ['int4', 32, true], ['int4', 32, false], ['ternary', 0, true], ['ternary', 0, false],
   ];
   it.each(variants)('%s (group %s, SIMD %s): the fused matmul equals x Ŵᵀ + b in float64 on every backend, with and without bias', async (scheme, groupSize, simd) => {
     const I = 70;
     const O = 11;
-    const rows = [1, 3, GEMM_MIN_ROWS, 2 * GEMM_MIN_ROWS + 1];
+    const rows = [1, 3, GEMM_MIN_ROWS[scheme], 2 * GEMM_MIN_ROWS[scheme] + 1];
     const xs = randn(Math.max(...rows) * I, 21);
     setQuantSimd(simd);
     for (const name of await backends()) {
@@ -165,6 +165,59 @@ describe('QuantizedLinear', () => {
     }
     q.dispose();
     linear.dispose();
+  });
+
+  it.each(['int8', 'int4', 'ternary'] as const)('%s on SIMD: NaN and ±Infinity inputs come out as in float64, tiny inputs keep their relative precision', (scheme) => {
+    const I = 40;
+    const O = 6;
+    const q = quantizeWeight(Float32Array.from(randn(O * I, 11)), O, I, scheme, 32);
+    const deq = dequantizeWeight(q);
+    // The sum, and the sum of magnitudes that float32 rounding is relative to.
+    const ref = (x: Float32Array, n: number, o: number): [number, number] => {
+      let sum = 0;
+      let abs = 0;
+      for (let i = 0; i < I; i++) {
+        sum += x[n * I + i] * deq[o * I + i];
+        abs += Math.abs(x[n * I + i] * deq[o * I + i]);
+      }
+      return [sum, abs];
+    };
+    const base = Float32Array.from(randn(3 * I, 12));
+    const cases: [string, (x: Float32Array) => void][] = [
+      ['NaN', (x) => (x[5] = NaN)],
+      ['+Infinity', (x) => (x[I + 7] = Infinity)],
+      ['−Infinity', (x) => (x[2 * I + 1] = -Infinity)],
+      ['1e-20 scale', (x) => x.forEach((v, i) => (x[i] = v * 1e-20))], // the fixed-point path, at 2^66
+      ['1e-33 scale', (x) => x.forEach((v, i) => (x[i] = v * 1e-33))], // below its range: the float path
+    ];
+    for (const [what, edit] of cases) {
+      for (const N of [1, 3]) {
+        const x = base.slice(0, N * I);
+        edit(x);
+        const out = new Float32Array(N * O);
+        expect(quantMatMulSimd(x, N, q, new Float32Array(0), out)).toBe(true);
+        for (let n = 0; n < N; n++) {
+          for (let o = 0; o < O; o++) {
+            const [want, abs] = ref(x, n, o);
+            const got = out[n * O + o];
+            if (!Number.isFinite(want)) expect(got, `${what} N${N} n${n} o${o}`).toBe(want);
+            else expect(Math.abs(got - want), `${what} N${N} n${n} o${o}`).toBeLessThanOrEqual(1e-6 * abs);
+          }
+        }
+      }
+    }
+  });
+
+  it('int8 on SIMD: a row wider than 4096 inputs, at the largest codes and inputs, does not overflow its integer sums', () => {
+    const I = 4200;
+    const w = new Float32Array(2 * I).fill(0.5); // every code 127
+    w.fill(-0.25, I); // row 1: every code −127
+    const q = quantizeWeight(w, 2, I, 'int8');
+    const x = new Float32Array(I).fill(1.99); // fixed point just under 2^28: the high halves near 2^14
+    const out = new Float32Array(2);
+    expect(quantMatMulSimd(x, 1, q, new Float32Array(0), out)).toBe(true);
+    expect(out[0] / (0.5 * 1.99 * I)).toBeCloseTo(1, 5);
+    expect(out[1] / (-0.25 * 1.99 * I)).toBeCloseTo(1, 5);
   });
 
   it('runs int8, int4 (groups of a multiple of 32) and ternary on WebAssembly SIMD here, and leaves other weights to the loops', () => {
