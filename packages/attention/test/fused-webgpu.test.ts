@@ -20,6 +20,7 @@ const tiling: [string, Grid][] = [
   ['decode T 1, Dh 32 ≠ Dv 48, 100 keys, window 40 + prefix 2, padding', { B: 2, H: 2, KV: 1, T: 1, S: 100, Dh: 32, Dv: 48, window: 40, prefix: 2, mask: [range(100).map(() => 1), range(100).map((s) => (s < 7 || s === 90 ? 0 : 1))] }],
   ['a whole key tile hidden by padding, then visible keys', { B: 1, H: 2, KV: 2, T: 4, S: 140, Dh: 8, mask: [range(140).map((s) => (s >= 64 && s < 128 ? 0 : 1))] }],
   ['every row sees no key (all padding): zeros', { B: 1, H: 2, KV: 1, T: 3, S: 5, Dh: 4, mask: [range(5).map(() => 0)], zeroRow: true }],
+  ['T · S above 256 · 256 (the gradient recomputes through the chunked kernel), window 100', { B: 1, H: 1, KV: 1, T: 257, S: 257, Dh: 4, window: 100 }],
 ];
 
 afterAll(async () => {
@@ -30,7 +31,7 @@ it('the fused kernel is registered on webgpu', () => {
   expect(hasFusedAttention('webgpu')).toBe(true);
 });
 
-it('tiles: queries by the next power of two up to 16; keys as many as 16 KiB of workgroup memory holds, at most 64', () => {
+it('tiles: query rows (G·T per key/value head) by the next power of two up to 16; keys as many as 16 KiB of workgroup memory holds, at most 64', () => {
   expect(flashTiles(1, 64, 64)).toEqual({ BQ: 1, BK: 31 }); // (4096 − 3) / (64 + 64 + 1)
   expect(flashTiles(5, 8, 8)).toEqual({ BQ: 8, BK: 64 });
   expect(flashTiles(300, 64, 64)).toEqual({ BQ: 16, BK: 28 }); // (4096 − 48) / (64 + 64 + 16)
@@ -74,7 +75,7 @@ describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', (
     // 8 queries over 192 keys (tiles of 64): keys 64..127 are padding. The naive kernel multiplies their weights (0)
     // by their values, so a NaN there is NaN in its output; the fused kernel never reads that tile.
     const g: Grid = { B: 1, H: 2, KV: 1, T: 8, S: 192, Dh: 8, causal: false, mask: [range(192).map((s) => (s >= 64 && s < 128 ? 0 : 1))] };
-    expect(flashTiles(g.T, g.Dh, g.Dh).BK).toBe(64);
+    expect(flashTiles((g.H / g.KV) * g.T, g.Dh, g.Dh).BK).toBe(64);
     const x = inputs(g, 5);
     const hidden = tf.tensor4d(range(192).map((s) => (s >= 64 && s < 128 ? 1 : 0)), [1, 1, 192, 1]); // [1, 1, S, 1]
     const vNaN = tf.where(tf.cast(hidden, 'bool'), tf.fill(x.v.shape, NaN), x.v) as tf.Tensor4D; // [1, 1, S, Dh]
@@ -87,7 +88,7 @@ describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', (
   });
 
   it('the tiling cases span more than one key tile', () => {
-    for (const [, g] of tiling.slice(0, 3)) expect(g.S).toBeGreaterThan(flashTiles(g.T, g.Dh, g.Dv ?? g.Dh).BK);
+    for (const [, g] of tiling.slice(0, 3)) expect(g.S).toBeGreaterThan(flashTiles((g.H / g.KV) * g.T, g.Dh, g.Dv ?? g.Dh).BK);
   });
 });
 

@@ -1,16 +1,18 @@
 /**
  * The fused attention kernel of the `webgpu` backend: flash-style WGSL through the backend's program API
- * (`runWebGPUProgram`). One workgroup of 64 lanes per (batch, query head, tile of `BQ` queries); the keys and
- * values of one key tile at a time sit in workgroup memory, and each query row keeps a running max, normaliser and
- * output accumulator across the tiles (the online softmax), so no `[T, S]` score tensor ever exists: workgroup
- * memory holds a `[BQ, BK]` tile of scores, that is all.
+ * (`runWebGPUProgram`). The `G = H / KV` query heads that share a key/value head are one block of `G·T` query rows
+ * (q `[B, H, T, Dh]` read as `[B, KV, G·T, Dh]`, the same memory, as the naive kernel views it), so a key tile is
+ * loaded once for the whole group. One workgroup of 64 lanes per (batch, key/value head, tile of `BQ` of those
+ * rows); the keys and values of one key tile at a time sit in workgroup memory, and each query row keeps a running
+ * max, normaliser and output accumulator across the tiles (the online softmax), so no `[T, S]` score tensor ever
+ * exists: workgroup memory holds a `[BQ, BK]` tile of scores, that is all.
  *
  * Per key tile, five steps separated by barriers:
  *
  * 0. each lane marks which of its (query, key) pairs the position rules and the padding mask show; a tile that
  *    shows none to any row of the tile is skipped whole (causal prefill skips about half the tiles, a sliding
  *    window all but a band);
- * 1. the lanes copy the tile's keys `[BK, Dh]` and values `[BK, Dv]` (of key/value head `⌊h / G⌋`, read in place:
+ * 1. the lanes copy the tile's keys `[BK, Dh]` and values `[BK, Dv]` (of the group's key/value head, read in place:
  *    no repeated K/V) into workgroup memory;
  * 2. each lane scores its query row (held in private memory) against its share of the tile's keys: `scale · q·k`
  *    and the soft cap (a hidden key gets a sentinel, its dot product is skipped);
@@ -44,13 +46,13 @@ const MAX_KEY_TILE = 64;
 const SHARED_FLOATS = 16384 / 4;
 
 /**
- * The tile sizes for `T` queries and head dims `Dh`, `Dv`: `BQ` queries (the next power of two ≥ T, at most 16, so
- * a decode step does not idle 15 rows of 16) and as many keys `BK` (at most 64) as let keys, values, scores and
- * three per-row numbers fit in 16 KiB of workgroup memory.
+ * The tile sizes for `rows = G·T` query rows per key/value head and head dims `Dh`, `Dv`: `BQ` rows (the next power
+ * of two ≥ rows, at most 16, so a decode step does not idle most of a tile) and as many keys `BK` (at most 64) as let
+ * keys, values, scores and three per-row numbers fit in 16 KiB of workgroup memory.
  */
-export function flashTiles(T: number, Dh: number, Dv: number): { BQ: number; BK: number } {
+export function flashTiles(rows: number, Dh: number, Dv: number): { BQ: number; BK: number } {
   let BQ = 1;
-  while (BQ < Math.min(T, MAX_QUERY_TILE)) BQ *= 2;
+  while (BQ < Math.min(rows, MAX_QUERY_TILE)) BQ *= 2;
   const BK = Math.min(MAX_KEY_TILE, Math.floor((SHARED_FLOATS - 3 * BQ) / (Dh + Dv + BQ)));
   if (BK < 1) {
     throw new BackendError(`fusedAttention on webgpu: head dims Dh ${Dh} + Dv ${Dv} leave no room for a key tile in 16 KiB of workgroup memory`, {
@@ -70,8 +72,8 @@ class FlashAttentionProgram {
   readonly dispatchLayout: { x: number[] };
   dispatch: [number, number, number];
   readonly workgroupSize: [number, number, number] = [LANES, 1, 1];
-  readonly uniforms = 'seqQ : i32, seqK : i32, numHeads : i32, groupSize : i32, queryTiles : i32, groups : i32, ' +
-    'scale : f32, softcap : f32, causal : i32, window : i32, prefix : i32,';
+  readonly uniforms = 'seqQ : i32, seqK : i32, groupRows : i32, queryTiles : i32, groups : i32, ' +
+    'kvHeads : i32, scale : f32, softcap : f32, causal : i32, window : i32, prefix : i32,';
 
   constructor(
     outputShape: number[],
@@ -120,23 +122,22 @@ class FlashAttentionProgram {
         let group = i32(workgroupId.z * numWorkgroups.x * numWorkgroups.y + workgroupId.y * numWorkgroups.x + workgroupId.x);
         let live = group < uniforms.groups;
         let gi = min(group, uniforms.groups - 1);
+        let R = uniforms.groupRows; // G · T
         let qt = gi % uniforms.queryTiles;
-        let bh = gi / uniforms.queryTiles; // b · H + h
-        let h = bh % uniforms.numHeads;
-        let b = bh / uniforms.numHeads;
-        let KV = uniforms.numHeads / uniforms.groupSize;
-        let kvRow = (b * KV + h / uniforms.groupSize) * S; // key 0 of key/value head ⌊h / G⌋
+        let bkv = gi / uniforms.queryTiles; // b · KV + key/value head
+        let b = bkv / uniforms.kvHeads;
+        let kvRow = bkv * S; // key 0 of this key/value head
         let r = lane % ${BQ}; // this lane's query row in the tile
         let col = lane / ${BQ}; // its first key (scores) and value column (accumulator)
-        let tq = qt * ${BQ} + r;
-        let rowLive = live && tq < T;
-        let tqc = min(tq, T - 1);
-        let qOff = (bh * T + tqc) * ${Dh};
+        let rho = qt * ${BQ} + r; // row g · T + t of the group
+        let rowLive = live && rho < R;
+        let rc = min(rho, R - 1);
+        let qOff = (bkv * R + rc) * ${Dh}; // q [B, KV, G·T, Dh]
         var qrow : array<f32, ${Dh}>;
         for (var i = 0; i < ${Dh}; i++) {
           qrow[i] = Q[qOff + i];
         }
-        let qp = Pos[tqc];
+        let qp = Pos[rc % T];
         var acc : array<f32, ${accPerLane}>;
         if (lane < ${BQ}) {
           rowM[lane] = ${MASKED};
@@ -255,7 +256,7 @@ class FlashAttentionProgram {
         let l = rowL[r];
         let inv = select(0.0, 1.0 / l, l > 0.0);
         if (rowLive) {
-          let oOff = (bh * T + tq) * ${Dv};
+          let oOff = (bkv * R + rho) * ${Dv}; // out [B, KV, G·T, Dv]
           for (var c = 0; c < ${accPerLane}; c++) {
             let i = col + c * ${cols};
             if (i < ${Dv}) {
@@ -281,9 +282,10 @@ export function webgpuFusedAttentionKernel({ inputs, backend, attrs }: Parameter
   const [, KV, S] = k.shape;
   const Dv = v.shape[3];
   const hasMask = keyMask.shape.length === 2;
-  const { BQ, BK } = flashTiles(T, Dh, Dv);
-  const queryTiles = Math.ceil(T / BQ);
-  const groups = B * H * queryTiles;
+  const rows = (H / KV) * T; // G · T query rows per key/value head
+  const { BQ, BK } = flashTiles(rows, Dh, Dv);
+  const queryTiles = Math.ceil(rows / BQ);
+  const groups = B * KV * queryTiles;
   const program = new FlashAttentionProgram([B, H, T, Dv], groups, Dh, Dv, BQ, BK, hasMask);
   const positions = gpu.makeTensorInfo([T + S], 'int32', Int32Array.from([...a.queryPositions, ...a.keyPositions])); // [T + S]
   const bound = [q, k, v, positions];
@@ -291,7 +293,7 @@ export function webgpuFusedAttentionKernel({ inputs, backend, attrs }: Parameter
   const int = (x: number) => ({ type: 'int32', data: [x] });
   const float = (x: number) => ({ type: 'float32', data: [x] });
   const uniforms = [
-    int(T), int(S), int(H), int(H / KV), int(queryTiles), int(groups),
+    int(T), int(S), int(rows), int(queryTiles), int(groups), int(KV),
     float(a.scale), float(a.softcap), int(a.causal ? 1 : 0), int(a.slidingWindow), int(a.prefixLength),
   ];
   const out = gpu.runWebGPUProgram(program, bound, 'float32', uniforms); // [B, H, T, Dv]

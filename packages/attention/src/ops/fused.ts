@@ -218,8 +218,8 @@ export interface FusedAttentionOptions extends AttentionKernelOptions {
  *   Gimelshein 2018; Dao et al. 2022, "FlashAttention"), accumulating in float64; keys hidden by the causal /
  *   window / prefix rules or by the padding mask are skipped, not scored. Memory: the output plus a few scratch
  *   rows.
- * - `webgpu`: flash-style WGSL, float32. A workgroup of 64 lanes takes one (batch, head) and a tile of up to 16
- *   queries; key tiles (up to 64 keys, as many as fit 16 KiB of workgroup memory with the values) are staged in
+ * - `webgpu`: flash-style WGSL, float32. The `G` query heads of a key/value head form one block of `G·T` rows; a
+ *   workgroup of 64 lanes takes one (batch, key/value head) and a tile of up to 16 of those rows; key tiles (up to 64 keys, as many as fit 16 KiB of workgroup memory with the values) are staged in
  *   workgroup memory, and each query row keeps its running max, normaliser and output across them. A key tile
  *   the rules and the padding hide from all of the workgroup's queries is skipped whole. Six storage
  *   buffers are bound (output, q, k, v, positions, padding mask). Memory: the output plus a `T + S` int32
