@@ -580,13 +580,16 @@ export class Attention extends Module {
       let q: tf.Tensor;
       let k: tf.Tensor | undefined;
       let v: tf.Tensor | undefined;
+      // Decode fast path: the projections take the [B, D] matrix, so no reshape wraps each of their matmuls; the
+      // rows below then have no T axis ([B, n·d] instead of [B, T, n·d]).
+      const input = fastStep ? tf.reshape(x, [B, x.shape[2]]) : x; // [B, T, D] or [B, D]
       if (qkvProj != null) {
-        const qkv = qkvProj.forward(x); // [B, T, H·Dh + KV·Dh + KV·Dv]
-        [q, k, v] = tf.split(qkv, [H * Dh, KV * Dh, KV * Dv], 2); // [B, T, H·Dh], [B, T, KV·Dh], [B, T, KV·Dv]
+        const qkv = qkvProj.forward(input); // [B, T, H·Dh + KV·Dh + KV·Dv]
+        [q, k, v] = tf.split(qkv, [H * Dh, KV * Dh, KV * Dv], -1); // [B, T, H·Dh], [B, T, KV·Dh], [B, T, KV·Dv]
       } else {
-        q = qProj!.forward(x); // [B, T, H·Dh]
-        if (kProj != null) k = kProj.forward(x); // [B, T, KV·Dh]
-        if (vProj != null) v = vProj.forward(x); // [B, T, KV·Dv]
+        q = qProj!.forward(input); // [B, T, H·Dh]
+        if (kProj != null) k = kProj.forward(input); // [B, T, KV·Dh]
+        if (vProj != null) v = vProj.forward(input); // [B, T, KV·Dv]
       }
       const heads = (t: tf.Tensor, n: number, d: number, norm: QKNorm | undefined): tf.Tensor4D => {
         if (norm != null && this.qkNormScope === 'projection') t = norm.forward(t); // [B, T, n·d]
@@ -637,8 +640,9 @@ export class Attention extends Module {
           : chosen === 'chunked'
             ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })
             : naiveAttention(qh, kv.keys, kv.values, kernelOptions); // [B, H, T, Dv]
-      const merged = tf.reshape(fastStep ? o : tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, T, H·Dv]
-      const output = oProj.forward(merged) as tf.Tensor3D; // [B, T, outputSize]
+      const merged = fastStep ? tf.reshape(o, [B, H * Dv]) : tf.reshape(tf.transpose(o, [0, 2, 1, 3]), [B, T, H * Dv]); // [B, H·Dv] or [B, T, H·Dv]
+      const projected = oProj.forward(merged); // [B, outputSize] or [B, T, outputSize]
+      const output = (fastStep ? tf.reshape(projected, [B, 1, projected.shape[1]!]) : projected) as tf.Tensor3D; // [B, T, outputSize]
       if (!wantKV) return { output };
       // The consumer's sharedKV belongs to the caller: hand back new handles, not the same tensors.
       const keys = this.isKVConsumer ? kv.keys.clone() : kv.keys;

@@ -226,10 +226,11 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const lead = x.shape.slice(0, -1);
       const rows = lead.reduce((a, b) => a * b, 1);
-      const x2d = tf.reshape(x, [rows, this.inFeatures]); // [N, in]
+      // A matrix goes straight in (a reshape is a kernel launch too, which counts in a one-token decode step).
+      const x2d = x.rank === 2 ? x : tf.reshape(x, [rows, this.inFeatures]); // [N, in]
       let y = tf.matMul(x2d, this.weight); // [N, in] · [in, out] -> [N, out]
       if (this.bias != null) y = tf.add(y, this.bias);
-      return tf.reshape(y, [...lead, this.outFeatures]); // [..., out]
+      return x.rank === 2 ? y : tf.reshape(y, [...lead, this.outFeatures]); // [..., out]
     });
   }
 }
