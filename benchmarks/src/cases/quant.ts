@@ -2,8 +2,8 @@
  * Low-bit weights against float32 on SmolLM-135M's shapes: the up projection (576 → 1536) as a plain `Linear` and
  * as a `QuantizedLinear` in int8, int4 (group 64) and ternary, at T = 1 (a decode step's matvec, bound by reading
  * the weight) and T = 128; and one decode step of a 4-layer SmolLM-135M-shaped model (ctx 128), float32 and after
- * `quantize(model, …)`. GB/s counts the bytes of the weight as stored (4 per value in float32, 1 in int8, ½ in
- * int4 plus scales) and the activations.
+ * `quantize(model, …)` to int8, int4 or ternary. GB/s counts the bytes of the weight as stored (4 per value in
+ * float32, 1 in int8, ½ in int4 plus scales, ¼ in ternary) and the activations.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, QuantizedLinear, quantize, type QuantScheme } from '@slmkit/core';
@@ -49,7 +49,7 @@ const matmuls = VARIANTS.flatMap((variant) =>
 const config = { ...smollm135m(), numLayers: 4 };
 const ctx = 128;
 
-const decode = (['float32', 'int8', 'int4'] as const).map((variant) =>
+const decode = VARIANTS.map((variant) =>
   benchCase({
     block: 'quant',
     series: `quant/decode-4-layers/${variant}`,

@@ -183,7 +183,7 @@ export class ResidentQuantWeight {
         const l = new Int16Array(buffer, xl, N * Ip);
         const sc = new Float32Array(buffer, xscale, N);
         const sums = new Float32Array(buffer, xs, 4 * N * groups);
-        sums.fill(0);
+        const lane = new Float64Array(4);
         for (let n = 0; n < N; n++) {
           const up = 2 ** exps[n];
           sc[n] = 2 ** -exps[n];
@@ -196,9 +196,11 @@ export class ResidentQuantWeight {
           }
           h.fill(0, to + I, to + Ip);
           l.fill(0, to + I, to + Ip);
-          if (groups > 0) {
-            // Lane j of a dot product meets the inputs i with (i mod 8) >> 1 = j.
-            for (let i = 0; i < I; i++) sums[4 * (n * groups + Math.floor(i / G)) + ((i & 7) >> 1)] += h[to + i] * 16384 + l[to + i];
+          // int4: lane j of a dot product meets the inputs i with (i mod 8) >> 1 = j. Summed in float64, stored once.
+          for (let g = 0; g < groups; g++) {
+            lane.fill(0);
+            for (let i = g * G; i < Math.min(I, (g + 1) * G); i++) lane[(i & 7) >> 1] += h[to + i] * 16384 + l[to + i];
+            sums.set(lane, 4 * (n * groups + g));
           }
         }
         if (this.scheme === 'int8') e.gemv_int8(xh, xl, xscale, this.codes, this.scales, this.bias, outAt, N, Ip, O);
