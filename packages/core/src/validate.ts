@@ -6,6 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from './errors.js';
+import { Module } from './module.js';
 
 /**
  * Throws a {@link ConfigError} unless `value` is a positive integer.
@@ -97,6 +98,39 @@ export function checkLastDim(owner: string, x: tf.Tensor, expected: number, labe
       field: 'x',
       expected: 'float32',
       found: x.dtype,
+    });
+  }
+}
+
+/**
+ * Throws a {@link ConfigError} unless `p` is a projection (a {@link Module} with a `forward`) that maps `inFeatures`
+ * to `outFeatures` (as far as it declares its widths): how a block checks the parts a caller hands it.
+ *
+ * @param field - the part's name (`inProj`).
+ *
+ * @example
+ * ```ts
+ * import { Linear, checkProjection } from '@slmkit/core';
+ * checkProjection('MyBlock', 'upProj', new Linear(16, 64), 16, 64); // ok
+ * // checkProjection('MyBlock', 'upProj', new Linear(16, 32), 16, 64) throws "MyBlock: upProj must map 16 → 64 features, found 16 → 32"
+ * ```
+ */
+export function checkProjection(
+  owner: string,
+  field: string,
+  p: unknown,
+  inFeatures: number,
+  outFeatures: number,
+): void {
+  if (!(p instanceof Module) || typeof (p as { forward?: unknown }).forward !== 'function') {
+    throw new ConfigError(`${owner}: ${field} must be a Projection (a Module with forward)`, { field, expected: 'Projection', found: typeof p });
+  }
+  const { inFeatures: inF, outFeatures: outF } = p as { inFeatures?: number; outFeatures?: number };
+  if ((inF != null && inF !== inFeatures) || (outF != null && outF !== outFeatures)) {
+    throw new ConfigError(`${owner}: ${field} must map ${inFeatures} → ${outFeatures} features, found ${inF} → ${outF}`, {
+      field,
+      expected: [inFeatures, outFeatures],
+      found: [inF, outF],
     });
   }
 }

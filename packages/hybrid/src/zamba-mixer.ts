@@ -5,8 +5,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Linear, Module, ShapeError, checkFlag, checkPositiveInt, type Projection } from '@slmkit/core';
-import { CausalConv1d, SsmState, selectiveScan, type MambaMixerForwardOptions } from '@slmkit/ssm';
+import { ConfigError, Linear, Module, checkFlag, checkPositiveInt, checkProjection, type Projection } from '@slmkit/core';
+import { CausalConv1d, checkMixerCall, selectiveScan, type MambaMixerForwardOptions } from '@slmkit/ssm';
 
 /**
  * The shape of a {@link ZambaMambaMixer}, in the words of Hugging Face's `ZambaConfig`.
@@ -71,19 +71,6 @@ function checkConfig(c: ZambaMambaMixerConfig): void {
   }
   checkFlag('ZambaMambaMixer', 'useBias', c.useBias, false);
   checkFlag('ZambaMambaMixer', 'useConvBias', c.useConvBias, true);
-}
-
-function checkPart(name: string, p: Projection, inF: number, outF: number): void {
-  if (!(p instanceof Module) || typeof p.forward !== 'function') {
-    throw new ConfigError(`ZambaMambaMixer: ${name} must be a Projection (a Module with forward)`, { field: name, expected: 'Projection', found: typeof p });
-  }
-  if ((p.inFeatures != null && p.inFeatures !== inF) || (p.outFeatures != null && p.outFeatures !== outF)) {
-    throw new ConfigError(`ZambaMambaMixer: ${name} must map ${inF} → ${outF} features, found ${p.inFeatures} → ${p.outFeatures}`, {
-      field: name,
-      expected: [inF, outF],
-      found: [p.inFeatures, p.outFeatures],
-    });
-  }
 }
 
 /**
@@ -166,8 +153,8 @@ export class ZambaMambaMixer extends Module {
     const bias = config.useBias ?? false;
     const inProj = parts.inProj ?? new Linear(Hd, 2 * Dc, { bias });
     const outProj = parts.outProj ?? new Linear(Dc, Hd, { bias });
-    checkPart('inProj', inProj, Hd, 2 * Dc);
-    checkPart('outProj', outProj, Dc, Hd);
+    checkProjection('ZambaMambaMixer', 'inProj', inProj, Hd, 2 * Dc);
+    checkProjection('ZambaMambaMixer', 'outProj', outProj, Dc, Hd);
     this.inProj = this.registerModule('in_proj', inProj);
     this.conv1d = this.registerModule('conv1d', new CausalConv1d(Dc, K, { bias: config.useConvBias ?? true }));
     // Uniform fan-in initialisation of the per-head projections (a checkpoint overwrites them).
@@ -196,33 +183,8 @@ export class ZambaMambaMixer extends Module {
   forward(x: tf.Tensor, options: MambaMixerForwardOptions = {}): tf.Tensor3D {
     const { hiddenSize: Hd, intermediateSize: Dc, numHeads: H, stateSize: N, convKernel: K, timeStepRank: R } = this.config;
     const P = Dc / H;
-    if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.shape[2] !== Hd || x.dtype !== 'float32') {
-      const found = x instanceof tf.Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : typeof x;
-      throw new ShapeError(`ZambaMambaMixer: x must be float32 [B, L, ${Hd}], found ${found}`, { field: 'x', expected: `[B, L, ${Hd}]`, found });
-    }
-    const [Bt, L] = x.shape as [number, number, number];
+    const { batch: Bt, length: L } = checkMixerCall('ZambaMambaMixer', x, Hd, options, [K - 1, Dc], [Dc, N]);
     const { state, attentionMask, implementation } = options;
-    if (state != null) {
-      if (!(state instanceof SsmState) || state.isDisposed) {
-        throw new ShapeError('ZambaMambaMixer: state must be a live SsmState', { field: 'state', expected: 'SsmState', found: typeof state });
-      }
-      const ssm = state.ssm;
-      const ok = state.conv == null || (state.conv.shape[0] === Bt && state.conv.shape[1] === K - 1 && state.conv.shape[2] === Dc && ssm != null && ssm.rank === 3 && ssm.shape[1] === Dc && ssm.shape[2] === N);
-      if (!ok) {
-        throw new ShapeError(`ZambaMambaMixer: state holds [${state.conv!.shape.join(', ')}] / [${ssm?.shape.join(', ')}], expected [${Bt}, ${K - 1}, ${Dc}] / [${Bt}, ${Dc}, ${N}]`, {
-          field: 'state',
-          expected: [[Bt, K - 1, Dc], [Bt, Dc, N]],
-          found: [state.conv!.shape.slice(), ssm?.shape.slice()],
-        });
-      }
-    }
-    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== Bt || attentionMask.shape[1] !== L)) {
-      throw new ShapeError(`ZambaMambaMixer: attentionMask must be [${Bt}, ${L}], found [${attentionMask.shape.join(', ')}]`, {
-        field: 'attentionMask',
-        expected: [Bt, L],
-        found: attentionMask.shape.slice(),
-      });
-    }
     const result = tf.tidy(() => {
       const mask = attentionMask == null ? null : tf.expandDims(tf.cast(attentionMask, 'float32'), 2); // [B, L, 1]
       const pairs = tf.reshape(this.inProj.forward(x), [Bt, L, Dc, 2]); // [B, L, D, 2]: column 2d is u_d, 2d + 1 is z_d

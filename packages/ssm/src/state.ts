@@ -4,7 +4,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError } from '@slmkit/core';
+import { ConfigError, ShapeError } from '@slmkit/core';
 
 /**
  * The state one {@link MambaMixer} carries from one call to the next: the last `convKernel − 1` inputs of its
@@ -95,4 +95,80 @@ export class SsmState<S extends tf.Tensor = tf.Tensor3D> {
     this.ssmState = undefined;
     this.disposed = true;
   }
+}
+
+/**
+ * What a mixer call looks like to {@link checkMixerCall}: the state it continues from and the padding mask.
+ *
+ * @example
+ * ```ts
+ * import { SsmState, type MixerCall } from '@slmkit/ssm';
+ * const call: MixerCall = { state: new SsmState() };
+ * call.state?.dispose();
+ * ```
+ */
+export interface MixerCall {
+  /** The state to continue from and update. */
+  state?: SsmState<tf.Tensor>;
+  /** `[B, L]`, 1 for a real token and 0 for padding. */
+  attentionMask?: tf.Tensor;
+}
+
+/**
+ * The eager checks of a state-space mixer's `forward` (Mamba, Mamba-2, Zamba's, or one of your own): `x` is float32
+ * `[B, L, hiddenSize]`, the state (if any) is live and, once it holds something, holds a convolution window
+ * `[B, ...convShape]` and a scan state `[B, ...ssmShape]`, and the mask is `[B, L]`. Throws a
+ * {@link @slmkit/core!ShapeError | ShapeError} naming the owner, the field, the expected and the found shape.
+ *
+ * @returns `B` and `L`.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { SsmState, checkMixerCall } from '@slmkit/ssm';
+ * const state = new SsmState();
+ * const x = tf.zeros([2, 5, 8]);
+ * // A mixer of inner width 16, convolution width 4 and state size 4:
+ * console.log(checkMixerCall('MyMixer', x, 8, { state }, [3, 16], [16, 4])); // { batch: 2, length: 5 }
+ * x.dispose();
+ * state.dispose();
+ * ```
+ */
+export function checkMixerCall(
+  owner: string,
+  x: tf.Tensor,
+  hiddenSize: number,
+  call: MixerCall,
+  convShape: readonly number[],
+  ssmShape: readonly number[],
+): { batch: number; length: number } {
+  if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.shape[2] !== hiddenSize || x.dtype !== 'float32') {
+    const found = x instanceof tf.Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : typeof x;
+    throw new ShapeError(`${owner}: x must be float32 [B, L, ${hiddenSize}], found ${found}`, { field: 'x', expected: `[B, L, ${hiddenSize}]`, found });
+  }
+  const [batch, length] = x.shape;
+  const { state, attentionMask } = call;
+  if (state != null) {
+    if (!(state instanceof SsmState) || state.isDisposed) {
+      throw new ShapeError(`${owner}: state must be a live SsmState`, { field: 'state', expected: 'SsmState', found: typeof state });
+    }
+    const want = [[batch, ...convShape], [batch, ...ssmShape]];
+    const same = (t: tf.Tensor | undefined, shape: number[]): boolean => t != null && t.rank === shape.length && shape.every((d, i) => t.shape[i] === d);
+    if (state.conv != null && !(same(state.conv, want[0]) && same(state.ssm, want[1]))) {
+      const held = [state.conv.shape.slice(), state.ssm?.shape.slice()];
+      throw new ShapeError(`${owner}: state holds [${held[0]!.join(', ')}] / [${held[1]?.join(', ')}], expected [${want[0].join(', ')}] / [${want[1].join(', ')}]`, {
+        field: 'state',
+        expected: want,
+        found: held,
+      });
+    }
+  }
+  if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== batch || attentionMask.shape[1] !== length)) {
+    throw new ShapeError(`${owner}: attentionMask must be [${batch}, ${length}], found [${attentionMask.shape.join(', ')}]`, {
+      field: 'attentionMask',
+      expected: [batch, length],
+      found: attentionMask.shape.slice(),
+    });
+  }
+  return { batch, length };
 }

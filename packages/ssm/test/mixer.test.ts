@@ -2,8 +2,8 @@
 // leak-free, Hugging Face names, and errors for bad input.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, ShapeError, initBackend } from '@slmkit/core';
-import { MambaMixer, SsmState } from '../src/index.js';
+import { ConfigError, Linear, ShapeError, checkProjection, initBackend } from '@slmkit/core';
+import { MambaMixer, SsmState, checkMixerCall } from '../src/index.js';
 import { BACKENDS, diff, uniform } from './helpers.js';
 
 const CONFIG = { hiddenSize: 8, intermediateSize: 16, stateSize: 4, convKernel: 4, timeStepRank: 2 };
@@ -64,5 +64,39 @@ describe('MambaMixer structure and errors', () => {
     expect(() => mixer.forward(tf.zeros([1, 1, 8]), { state })).toThrow(/live SsmState/);
     tf.dispose([x, y]);
     mixer.dispose();
+  });
+});
+
+describe('the shared checks of mixer calls and parts', () => {
+  it('checkMixerCall names the owner, the field, what it expected and what it found', () => {
+    const x = tf.zeros([2, 3, 8]);
+    expect(checkMixerCall('M', x, 8, {}, [3, 16], [16, 4])).toEqual({ batch: 2, length: 3 });
+    expect(() => checkMixerCall('M', x, 6, {}, [3, 16], [16, 4])).toThrow(/M: x must be float32 \[B, L, 6\], found float32 \[2, 3, 8\]/);
+    const state = new SsmState<tf.Tensor>();
+    state.set(tf.zeros([2, 3, 16]), tf.zeros([2, 16, 4]), 3);
+    expect(checkMixerCall('M', x, 8, { state }, [3, 16], [16, 4]).length).toBe(3);
+    // A Mamba-1 state handed to a mixer whose scan state is [B, H, P, N] (Mamba-2's):
+    const err = (() => {
+      try {
+        checkMixerCall('M2', x, 8, { state }, [3, 16], [4, 4, 4]);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(ShapeError);
+    expect((err as ShapeError).details).toEqual({ field: 'state', expected: [[2, 3, 16], [2, 4, 4, 4]], found: [[2, 3, 16], [2, 16, 4]] });
+    const mask = tf.ones([2, 4]);
+    expect(() => checkMixerCall('M', x, 8, { attentionMask: mask }, [3, 16], [16, 4])).toThrow(/M: attentionMask must be \[2, 3\], found \[2, 4\]/);
+    state.dispose();
+    expect(() => checkMixerCall('M', x, 8, { state }, [3, 16], [16, 4])).toThrow(/M: state must be a live SsmState/);
+    tf.dispose([x, mask]);
+  });
+
+  it('checkProjection rejects a part of other widths and a non-module, naming the field', () => {
+    const proj = new Linear(8, 32);
+    expect(() => checkProjection('M', 'inProj', proj, 8, 32)).not.toThrow();
+    expect(() => checkProjection('M', 'inProj', proj, 8, 16)).toThrow(/M: inProj must map 8 → 16 features, found 8 → 32/);
+    expect(() => checkProjection('M', 'inProj', { forward: () => null }, 8, 16)).toThrow(ConfigError);
+    proj.dispose();
   });
 });

@@ -4,9 +4,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Linear, Module, RMSNorm, ShapeError, checkFlag, checkPositiveInt, type Projection } from '@slmkit/core';
+import { ConfigError, Linear, Module, RMSNorm, checkFlag, checkPositiveInt, checkProjection, type Projection } from '@slmkit/core';
 import { selectiveScan, type SelectiveScanOptions } from '../ops/selective-scan.js';
-import { SsmState } from '../state.js';
+import { SsmState, checkMixerCall } from '../state.js';
 import { CausalConv1d } from './causal-conv1d.js';
 
 /**
@@ -112,19 +112,6 @@ function checkConfig(c: MambaMixerConfig): void {
   }
 }
 
-function checkPart(name: string, p: Projection, inF: number, outF: number): void {
-  if (!(p instanceof Module) || typeof p.forward !== 'function') {
-    throw new ConfigError(`MambaMixer: ${name} must be a Projection (a Module with forward)`, { field: name, expected: 'Projection', found: typeof p });
-  }
-  if ((p.inFeatures != null && p.inFeatures !== inF) || (p.outFeatures != null && p.outFeatures !== outF)) {
-    throw new ConfigError(`MambaMixer: ${name} must map ${inF} → ${outF} features, found ${p.inFeatures} → ${p.outFeatures}`, {
-      field: name,
-      expected: [inF, outF],
-      found: [p.inFeatures, p.outFeatures],
-    });
-  }
-}
-
 /**
  * The Mamba-1 mixer (Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces", arXiv
  * 2312.00752), as Hugging Face's `MambaMixer` computes it, for `x` `[B, L, hidden]`:
@@ -198,10 +185,10 @@ export class MambaMixer extends Module {
     const xProj = parts.xProj ?? new Linear(Dc, R + 2 * N, { bias: false });
     const dtProj = parts.dtProj ?? new Linear(R, Dc, { bias: true });
     const outProj = parts.outProj ?? new Linear(Dc, H, { bias });
-    checkPart('inProj', inProj, H, 2 * Dc);
-    checkPart('xProj', xProj, Dc, R + 2 * N);
-    checkPart('dtProj', dtProj, R, Dc);
-    checkPart('outProj', outProj, Dc, H);
+    checkProjection('MambaMixer', 'inProj', inProj, H, 2 * Dc);
+    checkProjection('MambaMixer', 'xProj', xProj, Dc, R + 2 * N);
+    checkProjection('MambaMixer', 'dtProj', dtProj, R, Dc);
+    checkProjection('MambaMixer', 'outProj', outProj, Dc, H);
     this.inProj = this.registerModule('in_proj', inProj);
     this.conv1d = this.registerModule('conv1d', new CausalConv1d(Dc, K, { bias: config.useConvBias ?? true }));
     this.xProj = this.registerModule('x_proj', xProj);
@@ -236,32 +223,8 @@ export class MambaMixer extends Module {
    */
   forward(x: tf.Tensor, options: MambaMixerForwardOptions = {}): tf.Tensor3D {
     const { hiddenSize: H, intermediateSize: Dc, stateSize: N, convKernel: K, timeStepRank: R } = this.config;
-    if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.shape[2] !== H || x.dtype !== 'float32') {
-      const found = x instanceof tf.Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : typeof x;
-      throw new ShapeError(`MambaMixer: x must be float32 [B, L, ${H}], found ${found}`, { field: 'x', expected: `[B, L, ${H}]`, found });
-    }
-    const [Bt, L] = x.shape as [number, number, number];
+    const { batch: Bt, length: L } = checkMixerCall('MambaMixer', x, H, options, [K - 1, Dc], [Dc, N]);
     const { state, attentionMask, implementation } = options;
-    if (state != null) {
-      if (!(state instanceof SsmState) || state.isDisposed) {
-        throw new ShapeError('MambaMixer: state must be a live SsmState', { field: 'state', expected: 'SsmState', found: typeof state });
-      }
-      const ok = state.conv == null || (state.conv.shape[0] === Bt && state.conv.shape[1] === K - 1 && state.conv.shape[2] === Dc && state.ssm!.shape[2] === N);
-      if (!ok) {
-        throw new ShapeError(`MambaMixer: state holds [${state.conv!.shape.join(', ')}] / [${state.ssm!.shape.join(', ')}], expected [${Bt}, ${K - 1}, ${Dc}] / [${Bt}, ${Dc}, ${N}]`, {
-          field: 'state',
-          expected: [[Bt, K - 1, Dc], [Bt, Dc, N]],
-          found: [state.conv!.shape.slice(), state.ssm!.shape.slice()],
-        });
-      }
-    }
-    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== Bt || attentionMask.shape[1] !== L)) {
-      throw new ShapeError(`MambaMixer: attentionMask must be [${Bt}, ${L}], found [${attentionMask.shape.join(', ')}]`, {
-        field: 'attentionMask',
-        expected: [Bt, L],
-        found: attentionMask.shape.slice(),
-      });
-    }
     const result = tf.tidy(() => {
       const mask = attentionMask == null ? null : tf.expandDims(tf.cast(attentionMask, 'float32'), 2); // [B, L, 1]
       const projected = this.inProj.forward(x); // [B, L, 2D]

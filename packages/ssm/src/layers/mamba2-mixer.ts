@@ -4,9 +4,9 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, Linear, Module, RMSNorm, ShapeError, checkEps, checkFlag, checkPositiveInt, type Projection } from '@slmkit/core';
+import { ConfigError, Linear, Module, RMSNorm, checkEps, checkFlag, checkPositiveInt, checkProjection, type Projection } from '@slmkit/core';
 import { ssdScan, type SsdScanOptions } from '../ops/ssd-scan.js';
-import { SsmState } from '../state.js';
+import { SsmState, checkMixerCall } from '../state.js';
 import { CausalConv1d } from './causal-conv1d.js';
 
 /**
@@ -100,19 +100,6 @@ function checkConfig(c: Mamba2MixerConfig): void {
   }
 }
 
-function checkPart(name: string, p: Projection, inF: number, outF: number): void {
-  if (!(p instanceof Module) || typeof p.forward !== 'function') {
-    throw new ConfigError(`Mamba2Mixer: ${name} must be a Projection (a Module with forward)`, { field: name, expected: 'Projection', found: typeof p });
-  }
-  if ((p.inFeatures != null && p.inFeatures !== inF) || (p.outFeatures != null && p.outFeatures !== outF)) {
-    throw new ConfigError(`Mamba2Mixer: ${name} must map ${inF} → ${outF} features, found ${p.inFeatures} → ${p.outFeatures}`, {
-      field: name,
-      expected: [inF, outF],
-      found: [p.inFeatures, p.outFeatures],
-    });
-  }
-}
-
 /**
  * The Mamba-2 mixer (Dao & Gu 2024, "Transformers are SSMs", arXiv 2405.21060), as Hugging Face's `Mamba2Mixer`
  * computes it, for `x` `[B, L, hidden]`, with I = H·P inner features and G groups of state size N:
@@ -186,8 +173,8 @@ export class Mamba2Mixer extends Module {
     const bias = config.useBias ?? false;
     const inProj = parts.inProj ?? new Linear(hiddenSize, I + convDim + H, { bias });
     const outProj = parts.outProj ?? new Linear(I, hiddenSize, { bias });
-    checkPart('inProj', inProj, hiddenSize, I + convDim + H);
-    checkPart('outProj', outProj, I, hiddenSize);
+    checkProjection('Mamba2Mixer', 'inProj', inProj, hiddenSize, I + convDim + H);
+    checkProjection('Mamba2Mixer', 'outProj', outProj, I, hiddenSize);
     this.inProj = this.registerModule('in_proj', inProj);
     this.conv1d = this.registerModule('conv1d', new CausalConv1d(convDim, K, { bias: config.useConvBias ?? true }));
     // transformers' initialisation: dt_bias = 1, A = −(1 … H), D = 1, norm weight = 1.
@@ -211,33 +198,8 @@ export class Mamba2Mixer extends Module {
     const I = H * P;
     const GN = G * N;
     const convDim = I + 2 * GN;
-    if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.shape[2] !== hiddenSize || x.dtype !== 'float32') {
-      const found = x instanceof tf.Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : typeof x;
-      throw new ShapeError(`Mamba2Mixer: x must be float32 [B, L, ${hiddenSize}], found ${found}`, { field: 'x', expected: `[B, L, ${hiddenSize}]`, found });
-    }
-    const [Bt, L] = x.shape as [number, number, number];
+    const { batch: Bt, length: L } = checkMixerCall('Mamba2Mixer', x, hiddenSize, options, [K - 1, convDim], [H, P, N]);
     const { state, attentionMask, implementation } = options;
-    if (state != null) {
-      if (!(state instanceof SsmState) || state.isDisposed) {
-        throw new ShapeError('Mamba2Mixer: state must be a live SsmState', { field: 'state', expected: 'SsmState', found: typeof state });
-      }
-      const want = [[Bt, K - 1, convDim], [Bt, H, P, N]];
-      const ok = state.conv == null || (want[0].every((s, i) => state.conv!.shape[i] === s) && state.ssm!.rank === 4 && want[1].every((s, i) => state.ssm!.shape[i] === s));
-      if (!ok) {
-        throw new ShapeError(`Mamba2Mixer: state holds [${state.conv!.shape.join(', ')}] / [${state.ssm!.shape.join(', ')}], expected [${want[0].join(', ')}] / [${want[1].join(', ')}]`, {
-          field: 'state',
-          expected: want,
-          found: [state.conv!.shape.slice(), state.ssm!.shape.slice()],
-        });
-      }
-    }
-    if (attentionMask != null && (attentionMask.rank !== 2 || attentionMask.shape[0] !== Bt || attentionMask.shape[1] !== L)) {
-      throw new ShapeError(`Mamba2Mixer: attentionMask must be [${Bt}, ${L}], found [${attentionMask.shape.join(', ')}]`, {
-        field: 'attentionMask',
-        expected: [Bt, L],
-        found: attentionMask.shape.slice(),
-      });
-    }
     const result = tf.tidy(() => {
       const mask = attentionMask == null ? null : tf.expandDims(tf.cast(attentionMask, 'float32'), 2); // [B, L, 1]
       const projected = this.inProj.forward(mask == null ? x : tf.mul(x, mask)); // [B, L, I + convDim + H]
