@@ -1,8 +1,10 @@
 // Test support for @slmkit/models: the backends under test, a switch that also applies the SwiftShader speed
 // setting, and small numeric helpers.
 import * as tf from '@tensorflow/tfjs-core';
-import { backendsUnderTest } from '@slmkit/fixtures';
+import { expect } from 'vitest';
+import { backendsUnderTest, type FixtureCase } from '@slmkit/fixtures';
 import { initBackend, type BackendName } from '@slmkit/core';
+import type { GenerateOutput } from '../src/index.js';
 
 /** Every backend that starts here (cpu and wasm always; webgpu where Dawn finds an adapter, e.g. SwiftShader). */
 export const BACKENDS: BackendName[] = (await backendsUnderTest(initBackend)) as BackendName[];
@@ -45,4 +47,55 @@ export function stepSlice(all: Float32Array, B: number, steps: number, V: number
   const out = new Float32Array(B * V);
   for (let b = 0; b < B; b++) out.set(all.subarray((b * steps + s) * V, (b * steps + s + 1) * V), b * V);
   return out;
+}
+
+/** What the reference checks below need of a model: a forward over ids and greedy generation. */
+interface ReferenceModel {
+  forward(ids: tf.Tensor2D): tf.Tensor;
+  generate(ids: number[][], options: { maxNewTokens: number; stopTokens: number[]; returnLogits: true }): Promise<GenerateOutput>;
+}
+
+/**
+ * One full forward over the fixture's prompt against its reference logits: shape, dtype, no tensor left behind,
+ * within the backend's tolerance. Returns the worst difference.
+ */
+export async function expectReferenceLogits(model: ReferenceModel, fixture: FixtureCase, backend: string): Promise<number> {
+  const [B, L, V] = fixture.logitsShape as [number, number, number];
+  const ids = tf.tensor2d(fixture.inputIds, [B, L], 'int32');
+  const before = tf.memory().numTensors;
+  const logits = model.forward(ids); // [B, L, V]
+  expect(logits.shape).toEqual([B, L, V]);
+  expect(logits.dtype).toBe('float32');
+  const got = await take(logits);
+  expect(tf.memory().numTensors).toBe(before);
+  ids.dispose();
+  const worst = maxAbsDiff(got, fixture.logits);
+  expect(worst).toBeLessThanOrEqual(tolerance(backend));
+  return worst;
+}
+
+/**
+ * Greedy decoding of the fixture's steps through the model's cache against the reference: the tokens, the
+ * sequences and every step's logits (`gen_logits.bin` is `[B, steps, V]`, `stepLogits[s]` is `[B, V]`), no tensor
+ * left behind. Returns the worst step-logit difference.
+ */
+export async function expectReferenceGeneration(model: ReferenceModel, fixture: FixtureCase, backend: string): Promise<number> {
+  const [B, , V] = fixture.logitsShape as [number, number, number];
+  const steps = fixture.expected.generation.max_new_tokens as number;
+  const before = tf.memory().numTensors;
+  const out = await model.generate(fixture.inputIds, { maxNewTokens: steps, stopTokens: [], returnLogits: true });
+  expect(tf.memory().numTensors).toBe(before);
+  expect(out.tokens).toEqual(fixture.expected.generation.new_token_ids);
+  expect(out.sequences).toEqual(fixture.expected.generation.sequences);
+  expect(out.stepLogits).toHaveLength(steps);
+  let worst = 0;
+  for (let s = 0; s < steps; s++) {
+    for (let b = 0; b < B; b++) {
+      const got = out.stepLogits![s].subarray(b * V, (b + 1) * V);
+      const want = fixture.genLogits!.subarray((b * steps + s) * V, (b * steps + s + 1) * V);
+      worst = Math.max(worst, maxAbsDiff(got, want));
+    }
+  }
+  expect(worst).toBeLessThanOrEqual(tolerance(backend));
+  return worst;
 }
