@@ -4,7 +4,7 @@
  * - `attention/naive`, `attention/chunked` and `attention/fused`: the kernels alone on q `[1, 9, T, 64]`, k and v
  *   `[1, 3, T, 64]`, at T 128, 512 and 2048, so the results show how each grows with T (the naive kernel holds all
  *   T² scores, the chunked one a tile at a time and skips tiles the causal mask hides, the fused one streams the
- *   visible keys of each query row in one cpu / wasm kernel).
+ *   visible keys of each query row in one kernel: WebAssembly SIMD on cpu / wasm, flash-style WGSL on webgpu).
  * - `attention/block`: the whole `Attention` block (q/k/v/o projections, rotary, the kernel its `auto` rule picks)
  *   on `[1, T, 576]`.
  * - `attention/decode`: one new token through the block against a `KVCache` already holding `ctx` positions;
