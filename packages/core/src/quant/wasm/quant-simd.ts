@@ -38,16 +38,16 @@ const INT4_GEMV_MAX_GROUP = 1 << 15;
 /** Codes per 16-byte block of the kernel's layout (and so the padding of a row). */
 const BLOCK: Readonly<Record<QuantScheme, number>> = { int8: 16, int4: 32, ternary: 64 };
 
-let module: { exports: QuantExports; heap: WasmHeap } | null | undefined;
+let loaded: { exports: QuantExports; heap: WasmHeap } | null | undefined;
 let enabled = true;
 
 /** The module and its heap, instantiated on first use; `null` where WebAssembly SIMD is missing. */
 function quantModule(): { exports: QuantExports; heap: WasmHeap } | null {
-  if (module === undefined) {
+  if (loaded === undefined) {
     const exports = instantiateWasm<QuantExports>(QUANT_WASM_BASE64);
-    module = exports === null ? null : { exports, heap: new WasmHeap(exports.memory) };
+    loaded = exports === null ? null : { exports, heap: new WasmHeap(exports.memory) };
   }
-  return module;
+  return loaded;
 }
 
 /** Turns the SIMD path off or on (tests use it to run the typed-array loops). Internal. */
@@ -104,7 +104,8 @@ export class ResidentQuantWeight {
     const scaleCount = scheme === 'int8' ? O : scheme === 'int4' ? O * groups : 1;
     // Rows of codes, scales and bias for an even number of channels (the decode-step kernel takes them in pairs).
     const Oe = O + (O % 2);
-    const sizes = [Oe * rowBytes, 4 * (scheme === 'int8' ? Oe : scheme === 'int4' ? Oe * groups : 1), scheme === 'int4' ? Oe * groups : 0, 4 * Oe];
+    // int4's scales and zero points get 16 bytes more: the decode step reads up to three groups past the last.
+    const sizes = [Oe * rowBytes, scheme === 'int8' ? 4 * Oe : scheme === 'int4' ? 4 * Oe * groups + 16 : 4, scheme === 'int4' ? Oe * groups + 16 : 0, 4 * Oe];
     const [codes, scales, zeros, biasAt] = sizes.map((n) => m.heap.alloc(n));
     const buffer = m.exports.memory.buffer; // after the allocations: growing detaches earlier views
     // Codes: the packed words hold code i at field i % per of word i / per. The kernels want int8 codes as bytes in
@@ -138,7 +139,7 @@ export class ResidentQuantWeight {
     s.fill(0);
     s.set(q.scales.subarray(0, scaleCount));
     if (scheme === 'int4') {
-      const z = new Uint8Array(buffer, zeros, Oe * groups);
+      const z = new Uint8Array(buffer, zeros, Oe * groups + 16);
       z.fill(0);
       for (let f = 0; f < O * groups; f++) z[f] = (q.zeros[f >> 3] >>> (4 * (f & 7))) & 15;
     }
@@ -176,32 +177,34 @@ export class ResidentQuantWeight {
         blocks.push(xl);
         const xscale = heap.alloc(4 * N);
         blocks.push(xscale);
-        const xs = heap.alloc(16 * N * groups); // int4: the group sums, four lanes per group
+        const groups4 = Math.ceil(groups / 4) * 4;
+        const xs = heap.alloc(4 * N * groups4); // int4: the rows' group sums, zero past the last group
         blocks.push(xs);
         const buffer = e.memory.buffer; // after the allocations
         const h = new Int16Array(buffer, xh, N * Ip);
         const l = new Int16Array(buffer, xl, N * Ip);
         const sc = new Float32Array(buffer, xscale, N);
-        const sums = new Float32Array(buffer, xs, 4 * N * groups);
-        const lane = new Float64Array(4);
+        const sums = new Float32Array(buffer, xs, N * groups4);
+        sums.fill(0);
         for (let n = 0; n < N; n++) {
           const up = 2 ** exps[n];
           sc[n] = 2 ** -exps[n];
           const from = n * I;
           const to = n * Ip;
-          for (let i = 0; i < I; i++) {
-            const v = Math.round(x[from + i] * up);
-            h[to + i] = v >> 14;
-            l[to + i] = v & 0x3fff;
+          for (let g = 0; g < Math.max(groups, 1); g++) {
+            // One group at a time (the whole row for int8 and ternary), summing the fixed-point inputs for int4.
+            const stop = groups > 0 ? Math.min(I, (g + 1) * G) : I;
+            let sum = 0;
+            for (let i = g * G; i < stop; i++) {
+              const v = Math.round(x[from + i] * up);
+              h[to + i] = v >> 14;
+              l[to + i] = v & 0x3fff;
+              sum += v;
+            }
+            if (groups > 0) sums[n * groups4 + g] = sum;
           }
           h.fill(0, to + I, to + Ip);
           l.fill(0, to + I, to + Ip);
-          // int4: lane j of a dot product meets the inputs i with (i mod 8) >> 1 = j. Summed in float64, stored once.
-          for (let g = 0; g < groups; g++) {
-            lane.fill(0);
-            for (let i = g * G; i < Math.min(I, (g + 1) * G); i++) lane[(i & 7) >> 1] += h[to + i] * 16384 + l[to + i];
-            sums.set(lane, 4 * (n * groups + g));
-          }
         }
         if (this.scheme === 'int8') e.gemv_int8(xh, xl, xscale, this.codes, this.scales, this.bias, outAt, N, Ip, O);
         else if (this.scheme === 'int4') e.gemv_int4(xh, xl, xs, xscale, this.codes, this.scales, this.zeros, this.bias, outAt, N, Ip, O, G, groups);

@@ -92,16 +92,17 @@
       (local.set $o (i32.add (local.get $o) (i32.const 2)))
       (br_if $outs (i32.lt_u (local.get $o) (local.get $O)))))
 
-  ;; out[n, o] = xscale[n] · Σ_g gscale[o, g] · (Σ_{i∈g} q[o, i] xf[n, i] − gzero[o, g] · Σ_{i∈g} xf[n, i]) + bias[o],
-  ;; xf = xh · 2^14 + xl. xs [N, groups] (four f32 lanes) holds the group sums of xf lane by lane: lane j of a
-  ;; dot product meets the inputs i with (i mod 8) >> 1 = j.
+  ;; out[n, o] = xscale[n] · (Σ_g gscale[o, g] Σ_{i∈g} q[o, i] xf[n, i] − Σ_g gscale[o, g] gzero[o, g] xs[n, g]) + bias[o],
+  ;; xf = xh · 2^14 + xl, xs [N, groups rounded up to 4] f32 the group sums of xf (zero past the last group). The zero
+  ;; points are applied once per row, four groups at a time, not per group: that reads up to three groups past a row's
+  ;; scales and zero points (times a zero sum), so quant-simd.ts pads those regions.
   (func (export "gemv_int4") (param $xh i32) (param $xl i32) (param $xs i32) (param $xscale i32) (param $codes i32)
     (param $gscale i32) (param $gzero i32) (param $bias i32) (param $out i32) (param $N i32) (param $Ip i32) (param $O i32)
     (param $G i32) (param $groups i32)
-    (local $o i32) (local $n i32) (local $i i32) (local $f i32) (local $end i32) (local $row i32) (local $rowB i32)
-    (local $hp i32) (local $lp i32) (local $sp i32) (local $y i32) (local $k i32) (local $va v128) (local $vb v128) (local $h v128)
-    (local $l v128) (local $c v128) (local $mask v128) (local $ah v128) (local $al v128) (local $bh v128) (local $bl v128)
-    (local $fa v128) (local $fb v128) (local $sa f32) (local $sb f32) (local $zero v128)
+    (local $o i32) (local $n i32) (local $i i32) (local $f i32) (local $g i32) (local $end i32) (local $row i32)
+    (local $rowB i32) (local $hp i32) (local $lp i32) (local $sp i32) (local $y i32) (local $k i32) (local $va v128)
+    (local $vb v128) (local $h v128) (local $l v128) (local $c v128) (local $mask v128) (local $ah v128) (local $al v128)
+    (local $bh v128) (local $bl v128) (local $fa v128) (local $fb v128) (local $sa f32) (local $sb f32) (local $zero v128)
     (local.set $mask (v128.const i16x8 15 15 15 15 15 15 15 15))
     (loop $outs
       (local.set $row (i32.add (local.get $codes) (i32.mul (local.get $o) (i32.shr_u (local.get $Ip) (i32.const 1)))))
@@ -110,7 +111,9 @@
       (loop $rows
         (local.set $hp (i32.add (local.get $xh) (i32.shl (i32.mul (local.get $n) (local.get $Ip)) (i32.const 1))))
         (local.set $lp (i32.add (local.get $xl) (i32.shl (i32.mul (local.get $n) (local.get $Ip)) (i32.const 1))))
-        (local.set $sp (i32.add (local.get $xs) (i32.shl (i32.mul (local.get $n) (local.get $groups)) (i32.const 4))))
+        ;; xs row n (rows of groups rounded up to 4)
+        (local.set $sp (i32.add (local.get $xs)
+          (i32.mul (local.get $n) (i32.shl (i32.and (i32.add (local.get $groups) (i32.const 3)) (i32.const -4)) (i32.const 2)))))
         (local.set $f (i32.mul (local.get $o) (local.get $groups)))
         (local.set $fa (local.get $zero))
         (local.set $fb (local.get $zero))
@@ -144,18 +147,22 @@
             (local.set $i (i32.add (local.get $i) (i32.const 32)))
             (br_if $each (i32.lt_u (local.get $i) (local.get $end))))
           (local.set $fa (f32x4.add (local.get $fa) (f32x4.mul (v128.load32_splat (i32.add (local.get $gscale) (i32.shl (local.get $f) (i32.const 2))))
-            (f32x4.sub
-              (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (local.get $ah)) (v128.const f32x4 16384 16384 16384 16384)) (f32x4.convert_i32x4_s (local.get $al)))
-              (f32x4.mul (f32x4.splat (f32.convert_i32_u (i32.load8_u (i32.add (local.get $gzero) (local.get $f))))) (v128.load (local.get $sp)))))))
-          (local.set $f (i32.add (local.get $f) (local.get $groups)))
-          (local.set $fb (f32x4.add (local.get $fb) (f32x4.mul (v128.load32_splat (i32.add (local.get $gscale) (i32.shl (local.get $f) (i32.const 2))))
-            (f32x4.sub
-              (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (local.get $bh)) (v128.const f32x4 16384 16384 16384 16384)) (f32x4.convert_i32x4_s (local.get $bl)))
-              (f32x4.mul (f32x4.splat (f32.convert_i32_u (i32.load8_u (i32.add (local.get $gzero) (local.get $f))))) (v128.load (local.get $sp)))))))
-          (local.set $f (i32.sub (local.get $f) (local.get $groups)))
-          (local.set $sp (i32.add (local.get $sp) (i32.const 16)))
+            (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (local.get $ah)) (v128.const f32x4 16384 16384 16384 16384)) (f32x4.convert_i32x4_s (local.get $al))))))
+          (local.set $fb (f32x4.add (local.get $fb) (f32x4.mul (v128.load32_splat (i32.add (local.get $gscale) (i32.shl (i32.add (local.get $f) (local.get $groups)) (i32.const 2))))
+            (f32x4.add (f32x4.mul (f32x4.convert_i32x4_s (local.get $bh)) (v128.const f32x4 16384 16384 16384 16384)) (f32x4.convert_i32x4_s (local.get $bl))))))
           (local.set $f (i32.add (local.get $f) (i32.const 1)))
           (br_if $eachGroup (i32.lt_u (local.get $i) (local.get $Ip))))
+        ;; − Σ_g gscale · gzero · xs, four groups at a time
+        (local.set $f (i32.mul (local.get $o) (local.get $groups)))
+        (local.set $g (i32.const 0))
+        (loop $zeros
+          (local.set $h (v128.load (i32.add (local.get $sp) (i32.shl (local.get $g) (i32.const 2)))))
+          ;; @int4_zero_a
+          (local.set $f (i32.add (local.get $f) (local.get $groups)))
+          ;; @int4_zero_b
+          (local.set $f (i32.sub (i32.add (local.get $f) (i32.const 4)) (local.get $groups)))
+          (local.set $g (i32.add (local.get $g) (i32.const 4)))
+          (br_if $zeros (i32.lt_u (local.get $g) (local.get $groups))))
         (local.set $sa (f32.load (i32.add (local.get $xscale) (i32.shl (local.get $n) (i32.const 2)))))
         (local.set $sb (local.get $sa))
         ;; @store_pair
@@ -435,4 +442,13 @@
 (if (i32.lt_u (i32.add (local.get $o) (i32.const 1)) (local.get $O))
   (then (f32.store offset=4 (local.get $y)
     (f32.add (f32.mul (local.get $sb) (call $hsum (local.get $fb))) (f32.load offset=4 (i32.add (local.get $bias) (i32.shl (local.get $o) (i32.const 2))))))))
+;; @end
+;; $fa (or $fb) −= gscale[f … f + 3] · gzero[f … f + 3] · $h (the four groups' input sums).
+;; @define int4_zero_a
+(local.set $fa (f32x4.sub (local.get $fa) (f32x4.mul (local.get $h) (f32x4.mul (v128.load (i32.add (local.get $gscale) (i32.shl (local.get $f) (i32.const 2))))
+  (f32x4.convert_i32x4_u (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u (v128.load32_zero (i32.add (local.get $gzero) (local.get $f))))))))))
+;; @end
+;; @define int4_zero_b
+(local.set $fb (f32x4.sub (local.get $fb) (f32x4.mul (local.get $h) (f32x4.mul (v128.load (i32.add (local.get $gscale) (i32.shl (local.get $f) (i32.const 2))))
+  (f32x4.convert_i32x4_u (i32x4.extend_low_i16x8_u (i16x8.extend_low_i8x16_u (v128.load32_zero (i32.add (local.get $gzero) (local.get $f))))))))))
 ;; @end
