@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError } from './errors.js';
+import { installWasmMatMul } from './wasm-matmul.js';
 import { prepareNodeWasmThreads } from './wasm-threads.js';
 
 /**
@@ -194,6 +195,7 @@ async function registerBackend(name: BackendName): Promise<void> {
       return;
     case 'wasm':
       await import('@tensorflow/tfjs-backend-wasm');
+      installWasmMatMul();
       return;
     case 'webgpu': {
       if (isNode) await installNodeWebGPU();

@@ -1,0 +1,78 @@
+// The wasm backend's BatchMatMul as slmkit installs it: transposed products of matrices rewritten as plain ones
+// for XNNPACK must give what the cpu backend gives, for every transpose combination, above and below the size at
+// which the rewrite starts, batched products (left to tfjs), gradients, and tfjs's own error for bad shapes.
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import '../src/register-gradients.node.js';
+import { GatedMLP, initBackend } from '../src/index.js';
+
+const values = (seed: number, n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1.7 + i * 0.61));
+
+/** Runs `f` on cpu and on wasm and returns both results. */
+async function onBoth(f: () => tf.Tensor | tf.Tensor[]): Promise<[Float32Array[], Float32Array[]]> {
+  const out: Float32Array[][] = [];
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await initBackend(backend);
+    const before = tf.memory().numTensors;
+    const r = tf.tidy(f);
+    const ts = Array.isArray(r) ? r : [r];
+    out.push(await Promise.all(ts.map(async (t) => (await t.data()) as Float32Array)));
+    tf.dispose(ts);
+    expect(tf.memory().numTensors, `${backend} leaks`).toBe(before);
+  }
+  return [out[0], out[1]];
+}
+
+function expectClose(got: Float32Array[], want: Float32Array[], what: string): void {
+  expect(got.length).toBe(want.length);
+  got.forEach((g, t) => {
+    expect(g.length, what).toBe(want[t].length);
+    let worst = 0;
+    for (let i = 0; i < g.length; i++) worst = Math.max(worst, Math.abs(g[i] - want[t][i]) / (1 + Math.abs(want[t][i])));
+    expect(worst, what).toBeLessThan(2e-5);
+  });
+}
+
+describe('wasm BatchMatMul with transposed operands', () => {
+  // [m, k, n]: one below the rewrite's threshold (tfjs's loop), others above it, uneven and odd sizes.
+  const shapes: [number, number, number][] = [
+    [3, 5, 7],
+    [1, 576, 520],
+    [37, 130, 90],
+    [128, 96, 160],
+  ];
+  for (const [m, k, n] of shapes) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      it(`[${m}, ${k}] x [${k}, ${n}] with transposeA ${ta}, transposeB ${tb}`, async () => {
+        const [cpu, wasm] = await onBoth(() => {
+          const a = tf.tensor2d(values(1, m * k), ta ? [k, m] : [m, k]);
+          const b = tf.tensor2d(values(2, k * n), tb ? [n, k] : [k, n]);
+          return tf.matMul(a, b, ta, tb);
+        });
+        expectClose(wasm, cpu, `${m}x${k}x${n} ${ta} ${tb}`);
+      });
+    }
+  }
+
+  it('batched products (left to tfjs) and the gradients of a training step agree with cpu', async () => {
+    const [cpuB, wasmB] = await onBoth(() => tf.matMul(tf.tensor3d(values(3, 2 * 70 * 80), [2, 70, 80]), tf.tensor3d(values(4, 2 * 90 * 80), [2, 90, 80]), false, true));
+    expectClose(wasmB, cpuB, 'batched');
+    const [cpuG, wasmG] = await onBoth(() => {
+      const mlp = GatedMLP.create(96, 200, { activation: 'silu', seed: 7 });
+      const x = tf.tensor3d(values(5, 40 * 96), [1, 40, 96]);
+      const { grads } = tf.variableGrads(() => tf.sum(tf.square(mlp.forward(x))) as tf.Scalar, mlp.trainableParameters());
+      const out = Object.keys(grads).sort().map((name) => grads[name]);
+      mlp.dispose();
+      return out;
+    });
+    expectClose(wasmG, cpuG, 'gradients');
+  });
+
+  it('mismatched inner sizes still get tfjs error', async () => {
+    await initBackend('wasm');
+    const a = tf.zeros([576, 1536]);
+    const b = tf.zeros([128, 1536]);
+    expect(() => tf.matMul(a, b, true, true)).toThrow(/inner shapes \(576\) and \(1536\)/);
+    tf.dispose([a, b]);
+  });
+});
