@@ -21,10 +21,10 @@ export interface BenchOptions {
   /** `wasm`: the threads this process runs on (default `SLMKIT_WASM_THREADS`, else 1). */
   threads?: number;
   /**
-   * Runs the cases that ask for another wasm thread count than this process has, and returns their results; by
-   * default a child process of `main.js` with `--threads`. Tests replace it.
+   * Runs the cases that ask for another wasm thread count or environment than this process has, and returns their
+   * results; by default a child process of `main.js` (`--threads`, the environment added). Tests replace it.
    */
-  runWithThreads?: (threads: number, cases: BenchCase[], settings: { warmup: number; repeats: number; budgetMs: number }) => Promise<CaseResult[]>;
+  runElsewhere?: (setup: ChildSetup, cases: BenchCase[], settings: { warmup: number; repeats: number; budgetMs: number }) => Promise<CaseResult[]>;
   quick?: boolean;
   filters?: string[];
   warmup?: number;
@@ -37,6 +37,12 @@ export interface BenchOptions {
   /** Standard output and error; default `process.stdout` / `process.stderr`. */
   out?: (s: string) => void;
   err?: (s: string) => void;
+}
+
+/** What a child process of the run differs in: the wasm thread count and environment variables. */
+export interface ChildSetup {
+  threads?: number;
+  env: Record<string, string>;
 }
 
 export interface BenchRun {
@@ -64,11 +70,18 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
 
   const backend = await initBackend(options.backend, options.threads != null ? { threads: options.threads } : {});
   const threads = backend.threads;
-  // Cases asking for a thread count: elsewhere when it is not this process's, left out off wasm.
+  // Cases asking for a thread count or an environment this process does not have run in a child; cases asking
+  // for a thread count are left out off wasm.
   const selected = selectCases(options.cases, { quick, filters }).filter((c) => c.threads == null || threads != null);
-  const cases = selected.filter((c) => c.threads == null || c.threads === threads);
-  const elsewhere = new Map<number, BenchCase[]>();
-  for (const c of selected) if (c.threads != null && c.threads !== threads) elsewhere.set(c.threads, [...(elsewhere.get(c.threads) ?? []), c]);
+  const here = (c: BenchCase): boolean =>
+    (c.threads == null || c.threads === threads) && Object.entries(c.env ?? {}).every(([k, v]) => process.env[k] === v);
+  const cases = selected.filter(here);
+  const elsewhere = new Map<string, { setup: ChildSetup; cases: BenchCase[] }>();
+  for (const c of selected.filter((x) => !here(x))) {
+    const setup: ChildSetup = { ...(c.threads != null ? { threads: c.threads } : threads != null ? { threads } : {}), env: c.env ?? {} };
+    const key = JSON.stringify(setup);
+    elsewhere.set(key, { setup, cases: [...(elsewhere.get(key)?.cases ?? []), c] });
+  }
   const startMs = performance.now();
   const header = collectHeader({
     backend: backend.name,
@@ -104,10 +117,10 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     },
     onResult: (r, i) => report(r, i),
   });
-  const runWithThreads = options.runWithThreads ?? childRun;
-  for (const [n, group] of elsewhere) {
-    if (tty) err(`  running ${group.length} case${group.length === 1 ? '' : 's'} on ${n} threads in a child process...\r`);
-    for (const r of await runWithThreads(n, group, { warmup, repeats, budgetMs })) {
+  const runElsewhere = options.runElsewhere ?? ((setup, group, settings) => childRun(backend.name, setup, group, settings));
+  for (const { setup, cases: group } of elsewhere.values()) {
+    if (tty) err(`  running ${group.length} case${group.length === 1 ? '' : 's'} in a child process...\r`);
+    for (const r of await runElsewhere(setup, group, { warmup, repeats, budgetMs })) {
       results.push(r);
       report(r, results.length - 1);
     }
@@ -128,9 +141,10 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   return run;
 }
 
-/** Runs `cases` in a child `main.js --threads n --json`, and returns its results (an error result per case if it fails). */
+/** Runs `cases` in a child `main.js --json` with `setup`, and returns its results (an error result per case if it fails). */
 async function childRun(
-  threads: number,
+  backend: string,
+  setup: ChildSetup,
   cases: BenchCase[],
   settings: { warmup: number; repeats: number; budgetMs: number },
 ): Promise<CaseResult[]> {
@@ -139,8 +153,8 @@ async function childRun(
   const escape = (id: string): string => id.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const args = [
     main,
-    '--backend=wasm',
-    `--threads=${threads}`,
+    `--backend=${backend}`,
+    ...(setup.threads != null ? [`--threads=${setup.threads}`] : []),
     '--json',
     '--no-write',
     `--filter=^(${cases.map((c) => escape(c.id)).join('|')})$`,
@@ -150,16 +164,16 @@ async function childRun(
   ];
   try {
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, args, { maxBuffer: 64 << 20 }, (error, out, errOut) =>
+      execFile(process.execPath, args, { maxBuffer: 64 << 20, env: { ...process.env, ...setup.env } }, (error, out, errOut) =>
         error != null && out === '' ? reject(new Error(`${error.message}\n${errOut}`)) : resolve(out),
       );
     });
     return (JSON.parse(stdout) as { results: CaseResult[] }).results;
   } catch (e) {
-    const message = `child process on ${threads} threads failed: ${(e as Error).message}`;
+    const message = `child process (${JSON.stringify(setup)}) failed: ${(e as Error).message}`;
     return cases.map((c) => ({
       id: c.id, block: c.block, series: c.series, axis: c.axis, phase: c.phase, shape: c.shape,
-      backend: 'wasm', threads, samplesMs: [], n: 0, setupMs: 0, leakedTensors: 0, error: message,
+      backend, ...(setup.threads != null ? { threads: setup.threads } : {}), samplesMs: [], n: 0, setupMs: 0, leakedTensors: 0, error: message,
     }));
   }
 }

@@ -55,6 +55,12 @@ export interface CaseSpec {
    * fixed when it starts), so one results file holds both; on another backend the case is left out.
    */
   threads?: number;
+  /**
+   * Environment variables the case runs under (for a library setting read from the environment, such as
+   * `SLMKIT_WASM_TFJS_MATMUL`): unless this process already has them, the case runs in a child process of the same
+   * run, as for `threads`.
+   */
+  env?: Record<string, string>;
   setup(): CaseInstance | Promise<CaseInstance>;
 }
 

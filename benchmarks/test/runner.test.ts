@@ -200,23 +200,36 @@ describe('runner', () => {
 describe('wasm thread counts', () => {
   it('runs cases asking for another thread count elsewhere, in one results list, and leaves them out off wasm', async () => {
     const asked: [number, string[]][] = [];
+    const envs: Record<string, string>[] = [];
+    process.env.SLMKIT_BENCH_TEST_HERE = 'yes';
     const run = await runBench({
-      cases: [tiny('one', 2), tiny('two', 2, { threads: 2 }), tiny('same', 3, { threads: 1 })],
+      cases: [
+        tiny('one', 2),
+        tiny('two', 2, { threads: 2 }),
+        tiny('same', 3, { threads: 1 }),
+        tiny('env-here', 2, { env: { SLMKIT_BENCH_TEST_HERE: 'yes' } }),
+        tiny('env-there', 2, { env: { SLMKIT_BENCH_TEST_THERE: 'yes' } }),
+      ],
       backend: 'wasm',
       warmup: 0,
       repeats: 1,
       out: () => {},
       err: () => {},
-      runWithThreads: async (threads, cases) => {
-        asked.push([threads, cases.map((c) => c.id)]);
+      runElsewhere: async ({ threads, env }, cases) => {
+        asked.push([threads!, cases.map((c) => c.id)]);
+        envs.push(env);
         return cases.map((c) => ({ ...c, backend: 'wasm', threads, samplesMs: [1], n: 1, medianMs: 1, setupMs: 0, leakedTensors: 0 }));
       },
     });
-    expect(asked).toEqual([[2, ['tiny/two/T=2']]]);
+    delete process.env.SLMKIT_BENCH_TEST_HERE;
+    expect(asked).toEqual([[2, ['tiny/two/T=2']], [1, ['tiny/env-there/T=2']]]);
+    expect(envs).toEqual([{}, { SLMKIT_BENCH_TEST_THERE: 'yes' }]);
     expect(run.results.map((r) => [r.id, r.threads])).toEqual([
       ['tiny/one/T=2', 1],
       ['tiny/same/T=3', 1],
+      ['tiny/env-here/T=2', 1],
       ['tiny/two/T=2', 2],
+      ['tiny/env-there/T=2', 1],
     ]);
     expect(run.header.threads).toBe(1);
 

@@ -77,4 +77,36 @@ const matmuls = LAYOUTS.flatMap(({ series, transposeB, weightShape }) =>
   ),
 );
 
-export const cases: BenchCase[] = [...modules, ...matmuls];
+/**
+ * The two transposed products of a projection's gradient, at up_proj's widths and T 128: `dx = dy·Wᵀ` and
+ * `dW = xᵀ·dy` (`W` stored `[in, out]` as `Linear` keeps it). On wasm slmkit rewrites them as plain products for
+ * XNNPACK; the `-tfjs` series run the same products through tfjs's own kernel (its scalar loop), in a child
+ * process of the same run with `SLMKIT_WASM_TFJS_MATMUL=1`: the before and after.
+ */
+const GRAD_T = 128;
+const gradients = (['dx', 'dw'] as const).flatMap((product) =>
+  [false, true].map((tfjsKernel) =>
+    benchCase({
+      block: 'linear',
+      series: `linear/grad-${product}${tfjsKernel ? '-tfjs' : ''}`,
+      axis: { name: 'T', value: GRAD_T },
+      phase: 'train',
+      shape: { B: BATCH, T: GRAD_T, in: inF, out: outF },
+      flops: 2 * BATCH * GRAD_T * inF * outF,
+      quick: true,
+      ...(tfjsKernel ? { env: { SLMKIT_WASM_TFJS_MATMUL: '1' } } : {}),
+      setup: () => {
+        const w = tf.randomNormal([inF, outF]); // [in, out]
+        const x = tf.randomNormal([BATCH * GRAD_T, inF]); // [N, in]
+        const dy = tf.randomNormal([BATCH * GRAD_T, outF]); // [N, out]
+        return {
+          // dx: [N, out] · [in, out]ᵀ -> [N, in]; dW: [N, in]ᵀ · [N, out] -> [in, out]
+          run: () => (product === 'dx' ? tf.matMul(dy, w, false, true) : tf.matMul(x, dy, true, false)),
+          teardown: () => tf.dispose([w, x, dy]),
+        };
+      },
+    }),
+  ),
+);
+
+export const cases: BenchCase[] = [...modules, ...matmuls, ...gradients];

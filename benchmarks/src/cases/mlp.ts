@@ -38,16 +38,20 @@ const forward = [[1], [128], [512], [128, 2]].map(([T, threads]) =>
   }),
 );
 
-const train = [[128], [512], [128, 2]].map(([T, threads]) =>
+// The training step at T 128 and 512, at T 128 also on two wasm threads, and with tfjs's own kernel for the
+// gradient's transposed matmuls (`-tfjs-matmul`, SLMKIT_WASM_TFJS_MATMUL=1: the before of slmkit's rewrite).
+const TRAIN: { T: number; threads?: number; tfjsMatMul?: boolean }[] = [{ T: 128 }, { T: 512 }, { T: 128, threads: 2 }, { T: 128, tfjsMatMul: true }];
+const train = TRAIN.map(({ T, threads, tfjsMatMul }) =>
   benchCase({
     block: 'mlp',
-    series: threads == null ? 'mlp/swiglu/train' : `mlp/swiglu/train-${threads}threads`,
+    series: `mlp/swiglu/train${threads != null ? `-${threads}threads` : ''}${tfjsMatMul ? '-tfjs-matmul' : ''}`,
     axis: { name: 'T', value: T },
     phase: 'train',
     shape: { B: BATCH, T, d, ff },
     flops: 3 * forwardFlops(T),
     quick: T === 128,
     ...(threads != null ? { threads } : {}),
+    ...(tfjsMatMul ? { env: { SLMKIT_WASM_TFJS_MATMUL: '1' } } : {}),
     setup: () => {
       const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
       const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]

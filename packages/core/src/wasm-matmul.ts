@@ -7,7 +7,8 @@
  * training on `wasm` spent most of its time there. The kernel installed here rewrites a transposed product of two
  * matrices as plain ones for tfjs's own kernel: `Aᵀ · B` with `Aᵀ` copied (a blocked copy over the heap), and
  * `A · Bᵀ` as `(B · Aᵀ)ᵀ`, so that the big operand streams through XNNPACK instead of being copied and re-packed
- * on every call. Batched (rank > 2) and small products keep tfjs's path.
+ * on every call. Batched (rank > 2) and small products keep tfjs's path. `SLMKIT_WASM_TFJS_MATMUL=1` in Node's
+ * environment leaves tfjs's kernel in place (the benchmarks' "before").
  *
  * @module
  */
@@ -67,6 +68,7 @@ let installed = false;
  */
 export function installWasmMatMul(): void {
   if (installed) return;
+  if (typeof process !== 'undefined' && process.env?.SLMKIT_WASM_TFJS_MATMUL === '1') return;
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (original == null) return;
   installed = true;
