@@ -1,8 +1,9 @@
 // The grid the fused kernels (cpu, wasm, webgpu) are checked on against the naive oracle: shapes, GQA / MQA, key
 // tiles, windows with a prefix, padding, soft cap, Dv ≠ Dh, rolling-cache key orders and fully masked rows.
 import * as tf from '@tensorflow/tfjs-core';
-import type { AttentionKernelOptions } from '../src/index.js';
-import { disposeAll, randn } from './helpers.js';
+import { expect } from 'vitest';
+import { fusedAttention, fusedAttentionLastRun, naiveAttention, type AttentionKernelOptions } from '../src/index.js';
+import { disposeAll, expectClose, randn, take } from './helpers.js';
 
 export interface Grid {
   B: number;
@@ -65,4 +66,34 @@ export function inputs(g: Grid, seed: number) {
   };
   const w = tf.tensor4d(randn(g.B * g.H * g.T * Dv, seed + 3), [g.B, g.H, g.T, Dv]); // weights of the loss
   return { q, k, v, keyMask, w, options, dispose: () => disposeAll(q, k, v, keyMask, w) };
+}
+
+/**
+ * The fused kernel of the current backend against the naive oracle on one grid case: values within `tolerance`,
+ * zeros for a fully masked row, gradients of Σ w ⊙ attention with respect to q, k and v within 1e-4 (through the
+ * op's registered gradient), no tensor left behind.
+ */
+export async function expectFusedMatchesNaive(g: Grid, seed: number, backend: string, tolerance: number): Promise<void> {
+  const x = inputs(g, seed);
+  const before = tf.memory().numTensors;
+  const naive = await take(naiveAttention(x.q, x.k, x.v, x.options));
+  const fused = await take(fusedAttention(x.q, x.k, x.v, { ...x.options, implementation: 'fused' }));
+  expect(fusedAttentionLastRun()).toEqual({ op: 'SlmkitFusedAttention', backend, implementation: 'fused' });
+  expect(tf.memory().numTensors).toBe(before);
+  expect(fused.every(Number.isFinite)).toBe(true);
+  expectClose(fused, naive, tolerance);
+  const Dv = g.Dv ?? g.Dh;
+  if (g.zeroRow === true) expect(fused.slice(0, Dv)).toEqual(new Array(Dv).fill(0));
+
+  const loss = (kernel: typeof naiveAttention) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
+    tf.sum(tf.mul(kernel(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, x.options), x.w));
+  const want = tf.grads(loss(naiveAttention))([x.q, x.k, x.v]);
+  const got = tf.grads(loss((q, k, v, o) => fusedAttention(q, k, v, { ...o, implementation: 'fused' })))([x.q, x.k, x.v]);
+  for (let i = 0; i < 3; i++) {
+    const w = await take(want[i]);
+    expect(w.every(Number.isFinite), 'naive gradient finite').toBe(true);
+    expectClose(await take(got[i]), w, 1e-4);
+  }
+  expect(tf.memory().numTensors).toBe(before);
+  x.dispose();
 }

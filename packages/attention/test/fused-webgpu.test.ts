@@ -6,10 +6,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
-import { KVCache, SlidingWindowCache, fusedAttention, fusedAttentionLastRun, hasFusedAttention, naiveAttention } from '../src/index.js';
+import { KVCache, SlidingWindowCache, fusedAttention, hasFusedAttention, naiveAttention } from '../src/index.js';
 import { flashTiles } from '../src/ops/fused-webgpu.js';
 import { build, type Case } from './build.js';
-import { grid, inputs, range, type Grid } from './fused-grid.js';
+import { expectFusedMatchesNaive, grid, inputs, range, type Grid } from './fused-grid.js';
 import { backends, disposeAll, expectClose, take } from './helpers.js';
 
 const hasWebGPU = (await backends()).includes('webgpu');
@@ -46,29 +46,7 @@ describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', (
 
   for (const [name, g] of [...grid, ...tiling]) {
     it(`${name}: values and gradients`, async () => {
-      const x = inputs(g, 11);
-      const before = tf.memory().numTensors;
-      const naive = await take(naiveAttention(x.q, x.k, x.v, x.options));
-      const fused = await take(fusedAttention(x.q, x.k, x.v, { ...x.options, implementation: 'fused' }));
-      expect(fusedAttentionLastRun()).toEqual({ op: 'SlmkitFusedAttention', backend: 'webgpu', implementation: 'fused' });
-      expect(tf.memory().numTensors).toBe(before);
-      expect(fused.every(Number.isFinite)).toBe(true);
-      expectClose(fused, naive, 2e-5);
-      const Dv = g.Dv ?? g.Dh;
-      if (g.zeroRow === true) expect(fused.slice(0, Dv)).toEqual(new Array(Dv).fill(0));
-
-      // Gradients of Σ w ⊙ attention(q, k, v) with respect to q, k and v, through the op's registered gradient.
-      const loss = (kernel: typeof naiveAttention) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
-        tf.sum(tf.mul(kernel(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, x.options), x.w));
-      const want = tf.grads(loss(naiveAttention))([x.q, x.k, x.v]);
-      const got = tf.grads(loss((q, k, v, o) => fusedAttention(q, k, v, { ...o, implementation: 'fused' })))([x.q, x.k, x.v]);
-      for (let i = 0; i < 3; i++) {
-        const w = await take(want[i]);
-        expect(w.every(Number.isFinite), 'naive gradient finite').toBe(true);
-        expectClose(await take(got[i]), w, 1e-4);
-      }
-      expect(tf.memory().numTensors).toBe(before);
-      x.dispose();
+      await expectFusedMatchesNaive(g, 11, 'webgpu', 2e-5);
     });
   }
 

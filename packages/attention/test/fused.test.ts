@@ -8,14 +8,12 @@ import {
   KVCache,
   SlidingWindowCache,
   fusedAttention,
-  fusedAttentionLastRun,
   hasFusedAttention,
-  naiveAttention,
   resolveImplementation,
 } from '../src/index.js';
 import { attentionSimdAvailable, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
 import { build, type Case } from './build.js';
-import { grid, inputs, range } from './fused-grid.js';
+import { expectFusedMatchesNaive, grid, inputs, range } from './fused-grid.js';
 import { backends, disposeAll, expectClose, take } from './helpers.js';
 
 afterAll(async () => {
@@ -38,27 +36,7 @@ describe('fused attention equals the naive kernel', () => {
         await initBackend(backend);
         setAttentionSimd(simd);
         expect(attentionSimdAvailable()).toBe(simd);
-        const x = inputs(g, 7);
-        const before = tf.memory().numTensors;
-        const naive = await take(naiveAttention(x.q, x.k, x.v, x.options));
-        const fused = await take(fusedAttention(x.q, x.k, x.v, { ...x.options, implementation: 'fused' }));
-        expect(fusedAttentionLastRun()).toEqual({ op: 'SlmkitFusedAttention', backend, implementation: 'fused' });
-        expect(tf.memory().numTensors).toBe(before);
-        expectClose(fused, naive, 1e-5);
-        if (g.zeroRow === true) expect(fused.slice(0, g.Dv ?? g.Dh)).toEqual(new Array(g.Dv ?? g.Dh).fill(0));
-
-        // Gradients of Σ w ⊙ attention(q, k, v) with respect to q, k and v.
-        const loss = (kernel: typeof naiveAttention) => (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor) =>
-          tf.sum(tf.mul(kernel(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, x.options), x.w));
-        const want = tf.grads(loss(naiveAttention))([x.q, x.k, x.v]);
-        const got = tf.grads(loss((q, k, v, o) => fusedAttention(q, k, v, { ...o, implementation: 'fused' })))([x.q, x.k, x.v]);
-        for (let i = 0; i < 3; i++) {
-          const w = await take(want[i]);
-          expect(w.every(Number.isFinite), 'naive gradient finite').toBe(true);
-          expectClose(await take(got[i]), w, 1e-4);
-        }
-        expect(tf.memory().numTensors).toBe(before);
-        x.dispose();
+        await expectFusedMatchesNaive(g, 7, backend, 1e-5);
         setAttentionSimd(true);
       });
     }
