@@ -10,7 +10,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { defineFusedOp, recomputeGradients, registerFusedKernel, type Implementation, type KernelRun } from '@slmkit/core';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel, type Implementation, type KernelRun } from '@slmkit/core';
 import { chunkedAttention } from './chunked.js';
 import { checkKernelInputs, type AttentionKernelOptions } from './common.js';
 import { naiveAttention } from './naive.js';
@@ -133,41 +133,18 @@ export function fusedAttentionForward(args: FusedForwardArgs, out: Float32Array)
   }
 }
 
-// What the kernel needs of a backend: `cpu` has readSync / makeTensorInfo; `wasm` also has the heap helpers.
-interface TypedBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
-}
-
-function view(backend: TypedBackend, info: tf.TensorInfo): Float32Array {
-  if (backend.typedArrayFromHeap != null) return backend.typedArrayFromHeap(info);
-  return backend.readSync(info.dataId) as Float32Array;
-}
-
 function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as FusedAttrs;
   const { q, k, v, keyMask } = inputs as unknown as Record<string, tf.TensorInfo>;
   const [B, H, T, Dh] = q.shape;
   const [, KV, S] = k.shape;
   const Dv = v.shape[3];
-  const shape = [B, H, T, Dv];
   const hasMask = keyMask.shape.length === 2;
-  const run = (o: Float32Array): void => {
-    const args = { ...a, B, H, KV, T, S, Dh, Dv, q: view(b, q), k: view(b, k), v: view(b, v), keyMask: hasMask ? view(b, keyMask) : null };
+  const [out] = runTypedKernel(backend, hasMask ? [q, k, v, keyMask] : [q, k, v], [[B, H, T, Dv]], ([qv, kv, vv, mask], [o]) => {
+    const args = { ...a, B, H, KV, T, S, Dh, Dv, q: qv, k: kv, v: vv, keyMask: hasMask ? mask : null };
     if (!fusedForwardSimd(args, o)) fusedAttentionForward(args, o);
-  };
-  if (b.typedArrayFromHeap != null) {
-    // Allocate first: growing the heap detaches every earlier view of it.
-    const out = b.makeOutput!(shape, 'float32');
-    run(view(b, out));
-    return out;
-  }
-  const y = new Float32Array(B * H * T * Dv);
-  run(y);
-  return b.makeTensorInfo!(shape, 'float32', y);
+  });
+  return out;
 }
 
 /** The gradient: recompute the forward with tfjs ops from the saved inputs and differentiate it. */
