@@ -18,7 +18,7 @@ const USAGE = `usage: npm run bench -- [options]
                       for another count run in a child process
   --json              print the results as JSON on stdout instead of the table (progress goes to stderr)
   --repeats N         timed runs per case (default 10, --quick 5)
-  --warmup N          untimed runs before them (default 2, --quick 1)
+  --warmup N          untimed runs before them (default 2, --quick 1), continued until they add up to 0.25 s
   --budget SECONDS    stop repeating a case once its timed runs add up to this, after 3 of them (default 10)
   --out DIR           where the JSON, Markdown and SVG go (default benchmarks/results)
   --no-write          write no result files

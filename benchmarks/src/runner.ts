@@ -7,8 +7,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Axis, BenchCase, Phase } from './registry.js';
 
+/** Warm-up time a case gets at least (within its budget), whatever `warmup` says. */
+export const WARMUP_MS = 250;
+/** The most warm-up runs {@link WARMUP_MS} adds. */
+export const MAX_WARMUP_RUNS = 1000;
+
 export interface RunOptions {
-  /** Untimed runs before the timed ones (default 2). */
+  /**
+   * Untimed runs before the timed ones (default 2); unless 0, they go on, up to {@link MAX_WARMUP_RUNS}, until they
+   * add up to {@link WARMUP_MS}, so that a case of a millisecond or less is timed once V8 has optimised the code it runs (a
+   * decode step measured after two runs was up to twice as slow as after three hundred).
+   */
   warmup?: number;
   /** Timed runs (default 10). */
   repeats?: number;
@@ -96,7 +105,7 @@ export async function runCase(c: BenchCase, options: RunOptions = {}): Promise<C
     setupMs = performance.now() - t0;
     try {
       let warmMs = 0;
-      for (let i = 0; i < warmup && warmMs < budgetMs; i++) {
+      for (let i = 0; (i < warmup || (warmup > 0 && warmMs < WARMUP_MS && i < MAX_WARMUP_RUNS)) && warmMs < budgetMs; i++) {
         await instance.beforeEach?.();
         warmMs += await timedRun(() => instance.run());
       }

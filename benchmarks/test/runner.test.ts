@@ -10,7 +10,7 @@ import { runBench } from '../src/bench.js';
 import { allCases } from '../src/cases/index.js';
 import { loadNote } from '../src/header.js';
 import { benchCase, checkUniqueIds, selectCases, type BenchCase } from '../src/registry.js';
-import { quantile } from '../src/runner.js';
+import { MAX_WARMUP_RUNS, quantile } from '../src/runner.js';
 import type { ResultsFile } from '../src/report/write.js';
 
 /** A cheap elementwise case at sequence length T, in the series `tiny/<name>`. */
@@ -194,6 +194,22 @@ describe('runner', () => {
     const parsed = JSON.parse(stdout) as ResultsFile; // stdout is nothing but the JSON
     expect(parsed.results[0]!.id).toBe('norm/rms/T=1');
     expect(stderr).toContain('[1/1] norm/rms/T=1');
+  });
+});
+
+describe('warm-up', () => {
+  it('warms a fast case up for at least WARMUP_MS (at most MAX_WARMUP_RUNS runs); --warmup 0 means none', async () => {
+    let runs = 0;
+    const counted = tiny('counted', 2, {
+      setup: () => ({ run: () => (runs++, tf.zeros([1])), teardown: () => {} }),
+    });
+    const quiet = { backend: 'cpu' as const, repeats: 1, out: () => {}, err: () => {} };
+    await runBench({ ...quiet, cases: [counted], warmup: 1 });
+    expect(runs).toBeGreaterThan(2);
+    expect(runs).toBeLessThanOrEqual(MAX_WARMUP_RUNS + 1);
+    runs = 0;
+    await runBench({ ...quiet, cases: [counted], warmup: 0 });
+    expect(runs).toBe(1);
   });
 });
 

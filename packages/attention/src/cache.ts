@@ -61,9 +61,9 @@ export interface CacheDims {
  * attends over what that returns. Stored tensors are `tf.keep`-ed, the replaced ones disposed at once, and
  * {@link AttentionCache.dispose} frees everything (the live tensor count returns to where it was).
  *
- * Every tensor a cache returns ({@link AttentionCache.update}, {@link AttentionCache.read}) is a new handle the
- * caller owns (a `tf.clone`, which shares the storage rather than copying it), so disposing it, or a `tf.tidy`
- * around the call, never touches what the cache holds.
+ * Every tensor a cache returns ({@link AttentionCache.update}, {@link AttentionCache.read}) is a handle of the
+ * caller's own (on the same storage: no copy is made), so disposing it, or a `tf.tidy` around the call, never
+ * touches what the cache holds.
  *
  * @example
  * ```ts
@@ -168,10 +168,10 @@ export abstract class AttentionCache {
     const out = tf.tidy(() => {
       const allK = this.keys == null ? keys : tf.concat([this.keys, keys], 2); // [B, KV, held + T, Dh]
       const allV = this.values == null ? values : tf.concat([this.values, values], 2); // [B, KV, held + T, Dv]
-      const pick = (x: tf.Tensor4D): tf.Tensor4D => (keep.length === allPositions.length ? x.clone() : selectPositions(x, keep));
+      const pick = (x: tf.Tensor4D): tf.Tensor4D => (keep.length === allPositions.length ? share(x) : selectPositions(x, keep));
       // The caller gets the concatenation itself (a handle of its own, made here); only a first update, which has
       // nothing to concatenate, hands back new handles on the caller's own tensors.
-      const own = (x: tf.Tensor4D): tf.Tensor4D => (x === keys || x === values ? x.clone() : x);
+      const own = (x: tf.Tensor4D): tf.Tensor4D => (x === keys || x === values ? share(x) : x);
       return { allK: own(allK), allV: own(allV), storeK: pick(allK), storeV: pick(allV) };
     });
     this.keys?.dispose();
@@ -197,7 +197,7 @@ export abstract class AttentionCache {
         found: 0,
       });
     }
-    return { keys: this.keys.clone(), values: this.values.clone(), keyPositions: this.positions.slice() };
+    return { keys: share(this.keys), values: share(this.values), keyPositions: this.positions.slice() };
   }
 
   /**
@@ -366,8 +366,8 @@ export abstract class AttentionCache {
   /** Copies the state into `target` (a fresh cache of the same kind); the copy owns its own tensor handles. */
   protected copyInto<C extends AttentionCache>(target: C): C {
     this.checkAlive();
-    target.keys = this.keys == null ? null : (tf.keep(this.keys.clone()) as tf.Tensor4D);
-    target.values = this.values == null ? null : (tf.keep(this.values.clone()) as tf.Tensor4D);
+    target.keys = this.keys == null ? null : (tf.keep(share(this.keys)) as tf.Tensor4D);
+    target.values = this.values == null ? null : (tf.keep(share(this.values)) as tf.Tensor4D);
     target.positions = this.positions.slice();
     target.seen = this.seen;
     return target;
@@ -381,6 +381,15 @@ export abstract class AttentionCache {
       throw new ConfigError(`${this.constructor.name}: used after dispose()`, { field: 'cache', expected: 'a live cache', found: 'disposed' });
     }
   }
+}
+
+/**
+ * A new handle on the same storage: what a cache hands out or keeps beside the caller's copy. A reshape to the same
+ * shape, because tfjs's `clone` copies the data on `wasm` (its Identity kernel), while a reshape only counts one
+ * more reference there and on the other backends.
+ */
+function share(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.reshape(x, x.shape);
 }
 
 /** Picks the positions at `indices` (ascending) along axis 2, as contiguous slices. */
