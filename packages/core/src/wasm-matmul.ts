@@ -5,7 +5,7 @@
  * a plain scalar loop, 10 to 30 times slower (576 × 1536 weights at 128 rows: 11 ms plain, 210 ms with `bᵀ`, 300 ms
  * with `aᵀ`). Those are exactly the products of every matmul's gradient (`dx = dy · Wᵀ`, `dW = xᵀ · dy`), so
  * training on `wasm` spent most of its time there. The kernel installed here rewrites a transposed product of two
- * matrices as plain ones for tfjs's own kernel: `Aᵀ · B` with `Aᵀ` copied (a blocked copy over the heap), and
+ * matrices as plain ones for tfjs's own kernel: `Aᵀ · B` with `Aᵀ` copied (tfjs's own Transpose kernel), and
  * `A · Bᵀ` as `(B · Aᵀ)ᵀ`, so that the big operand streams through XNNPACK instead of being copied and re-packed
  * on every call. Batched (rank > 2) and small products keep tfjs's path. `SLMKIT_WASM_TFJS_MATMUL=1` in Node's
  * environment leaves tfjs's kernel in place (the benchmarks' "before").
@@ -13,51 +13,17 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { runTypedKernel } from './kernels.js';
 
 /** What this file needs of the wasm backend. */
 interface WasmBackendLike {
   disposeData(dataId: object): boolean;
 }
 
-/** Square tiles of the blocked transpose (a tile of source rows and one of destination rows stay in cache). */
-const TILE = 32;
-
 /**
  * Multiply-adds below which tfjs's own loop is left to do a transposed product: for small matrices the copies and
  * XNNPACK's per-call weight packing cost more than they save (measured: even at 128 × 64 × 128).
  */
 const MIN_WORK = 1 << 18;
-
-/** Writes the transpose of each `[rows, cols]` matrix of `src` (batches one after another) into `dst`. */
-function transposeMatrices(src: Float32Array, dst: Float32Array, batches: number, rows: number, cols: number): void {
-  const size = rows * cols;
-  for (let b = 0; b < batches; b++) {
-    const base = b * size;
-    for (let i0 = 0; i0 < rows; i0 += TILE) {
-      const i1 = Math.min(i0 + TILE, rows);
-      for (let j0 = 0; j0 < cols; j0 += TILE) {
-        const j1 = Math.min(j0 + TILE, cols);
-        for (let i = i0; i < i1; i++) {
-          const from = base + i * cols;
-          for (let j = j0; j < j1; j++) dst[base + j * rows + i] = src[from + j];
-        }
-      }
-    }
-  }
-}
-
-/** `x` with its last two dimensions swapped, as a new tensor of the backend (the caller disposes it). */
-function swapLastTwo(x: tf.TensorInfo, backend: unknown): tf.TensorInfo {
-  const shape = x.shape;
-  const rows = shape[shape.length - 2];
-  const cols = shape[shape.length - 1];
-  const batches = shape.slice(0, -2).reduce((p, q) => p * q, 1);
-  const [out] = runTypedKernel(backend, [x], [[...shape.slice(0, -2), cols, rows]], ([src], [dst]) =>
-    transposeMatrices(src, dst, batches, rows, cols),
-  );
-  return out;
-}
 
 let installed = false;
 
@@ -73,6 +39,10 @@ export function installWasmMatMul(): void {
   if (original == null) return;
   installed = true;
   const plain = original.kernelFunc;
+  const transpose = tf.getKernel('Transpose', 'wasm')!.kernelFunc;
+  /** A matrix transposed by tfjs's own kernel, as a new tensor of the backend (the caller disposes it). */
+  const swapLastTwo = (x: tf.TensorInfo, backend: unknown): tf.TensorInfo =>
+    transpose({ inputs: { x }, backend: backend as tf.KernelBackend, attrs: { perm: [1, 0] } }) as tf.TensorInfo;
   tf.unregisterKernel('BatchMatMul', 'wasm');
   tf.registerKernel({
     kernelName: 'BatchMatMul',
