@@ -325,14 +325,15 @@ interface TypedArrayBackend {
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
   /** `wasm` only (`cpu` has a `makeOutput` of another signature: the two are told apart by `typedArrayFromHeap`). */
   makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array;
+  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array | Int32Array;
 }
 
 /**
  * Runs a float32 kernel written as a typed-array loop on `cpu` or `wasm`, inside a `kernelFunc`: `body` gets views
  * of the inputs and of the outputs to fill (one per shape in `outShapes`). On `wasm` they are views of the
  * backend's heap (no copy in or out; the outputs are allocated first, since growing the heap detaches earlier
- * views); on `cpu` the inputs are the backend's arrays and the outputs new arrays handed to it.
+ * views); on `cpu` the inputs are the backend's arrays and the outputs new arrays handed to it. Inputs may be int32
+ * (their views are `Int32Array`s): name the view type `V` to receive both.
  *
  * @returns the outputs, for the `kernelFunc` to return.
  *
@@ -353,24 +354,24 @@ interface TypedArrayBackend {
  * });
  * ```
  */
-export function runTypedKernel(
+export function runTypedKernel<V extends Float32Array | Int32Array = Float32Array>(
   backend: unknown,
   inputs: readonly tf.TensorInfo[],
   outShapes: readonly number[][],
-  body: (inputs: Float32Array[], outputs: Float32Array[]) => void,
+  body: (inputs: V[], outputs: Float32Array[]) => void,
 ): tf.TensorInfo[] {
   const b = backend as TypedArrayBackend;
   if (b.typedArrayFromHeap != null) {
     const outs = outShapes.map((shape) => b.makeOutput!(shape, 'float32'));
     body(
-      inputs.map((t) => b.typedArrayFromHeap!(t)),
-      outs.map((t) => b.typedArrayFromHeap!(t)),
+      inputs.map((t) => b.typedArrayFromHeap!(t) as V),
+      outs.map((t) => b.typedArrayFromHeap!(t) as Float32Array),
     );
     return outs;
   }
   const outs = outShapes.map((shape) => new Float32Array(shape.reduce((x, y) => x * y, 1)));
   body(
-    inputs.map((t) => b.readSync(t.dataId) as Float32Array),
+    inputs.map((t) => b.readSync(t.dataId) as V),
     outs,
   );
   return outs.map((values, i) => b.makeTensorInfo(outShapes[i], 'float32', values));

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
-import { defineFusedOp, registerFusedKernel } from '../kernels.js';
+import { defineFusedOp, registerFusedKernel, runTypedKernel } from '../kernels.js';
 import { Module } from '../module.js';
 import { Linear } from '../layers/linear.js';
 import { CODES_PER_WORD, dequantizeWeight, quantizeWeight, wordsPerRow, type PackedWeight, type QuantScheme } from './formats.js';
@@ -107,13 +107,6 @@ function quantMatMulLoop(x: Float32Array, N: number, q: PackedWeight, bias: Floa
   }
 }
 
-interface TypedBackend {
-  readSync(dataId: object): unknown;
-  makeTensorInfo?(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
-  makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap?(info: tf.TensorInfo): Float32Array | Int32Array;
-}
-
 /**
  * The resident copies of the layers' weights in the SIMD module, by the data id of their packed tensor. A layer
  * registers its copy before it runs the op ({@link QuantizedLinear.forward}) and frees it when disposed.
@@ -134,30 +127,20 @@ function residentOf(named: Record<string, { dataId: object }>): ResidentQuantWei
 }
 
 function cpuKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
-  const b = backend as unknown as TypedBackend;
   const a = attrs as unknown as QuantAttrs;
   const named = inputs as unknown as Record<string, tf.TensorInfo>;
-  const view = <T extends Float32Array | Int32Array>(t: tf.TensorInfo): T =>
-    (b.typedArrayFromHeap != null ? b.typedArrayFromHeap(t) : b.readSync(t.dataId)) as T;
   const N = named.x.shape[0];
   const resident = residentOf(named);
-  const run = (x: Float32Array, out: Float32Array): void => {
+  const ins = [named.x, named.packed, named.scales, named.zeros, named.bias];
+  const [out] = runTypedKernel<Float32Array | Int32Array>(backend, ins, [[N, a.outFeatures]], ([x, packed, scales, zeros, bias], [y]) => {
     if (resident !== undefined) {
-      resident.matmul(x, N, out); // copies only x in and the output out
+      resident.matmul(x as Float32Array, N, y); // copies only x in and the output out
       return;
     }
-    const q = packedOf(a, view<Int32Array>(named.packed), view<Float32Array>(named.scales), view<Int32Array>(named.zeros));
-    quantMatMulLoop(x, N, q, view<Float32Array>(named.bias), out);
-  };
-  if (b.typedArrayFromHeap != null) {
-    // Allocate first: growing the heap detaches every earlier view of it.
-    const out = b.makeOutput!([N, a.outFeatures], 'float32');
-    run(view<Float32Array>(named.x), view<Float32Array>(out));
-    return out;
-  }
-  const y = new Float32Array(N * a.outFeatures);
-  run(view<Float32Array>(named.x), y);
-  return b.makeTensorInfo!([N, a.outFeatures], 'float32', y);
+    const q = packedOf(a, packed as Int32Array, scales as Float32Array, zeros as Int32Array);
+    quantMatMulLoop(x as Float32Array, N, q, bias as Float32Array, y);
+  });
+  return out;
 }
 
 interface WebGPUBackendLike {
