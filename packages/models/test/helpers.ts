@@ -99,3 +99,45 @@ export async function expectReferenceGeneration(model: ReferenceModel, fixture: 
   expect(worst).toBeLessThanOrEqual(tolerance(backend));
   return worst;
 }
+
+/** What {@link expectPrefillThenSteps} needs of a model: a forward that may continue a cache it creates. */
+interface CachedModel<C extends { length: number; dispose(): void }> {
+  forward(ids: tf.Tensor2D, options?: { cache?: C }): tf.Tensor;
+  createCache(): C;
+}
+
+/**
+ * Prefill of the fixture's first `L − steps` tokens, then `steps` single-token calls through the model's cache,
+ * stitched together, equals one full forward of all `L` within the backend's tolerance. Returns the cache (its
+ * state after the last step) for further checks; the caller disposes it.
+ */
+export async function expectPrefillThenSteps<C extends { length: number; dispose(): void }>(
+  model: CachedModel<C>,
+  fixture: FixtureCase,
+  backend: string,
+  steps = 3,
+): Promise<C> {
+  const [B, L, V] = fixture.logitsShape as [number, number, number];
+  const ids = tf.tensor2d(fixture.inputIds, [B, L], 'int32');
+  const full = await take(model.forward(ids)); // [B, L, V]
+  ids.dispose();
+  const Lp = L - steps;
+  const cache = model.createCache();
+  // Ids from arrays (an id tensor made by slicing would live on the GPU under webgpu; the embedding reads ids on the CPU).
+  const call = async (rows: number[][]): Promise<Float32Array> => {
+    const t = tf.tensor2d(rows, undefined, 'int32');
+    const out = await take(model.forward(t, { cache }));
+    t.dispose();
+    return out;
+  };
+  const parts = [await call(fixture.inputIds.map((r) => r.slice(0, Lp)))];
+  for (let t = Lp; t < L; t++) parts.push(await call(fixture.inputIds.map((r) => [r[t]])));
+  expect(cache.length).toBe(L);
+  const stitched = new Float32Array(B * L * V);
+  for (let b = 0; b < B; b++) {
+    stitched.set(parts[0].subarray(b * Lp * V, (b + 1) * Lp * V), b * L * V);
+    for (let k = 0; k < steps; k++) stitched.set(parts[k + 1].subarray(b * V, (b + 1) * V), (b * L + Lp + k) * V);
+  }
+  expect(maxAbsDiff(stitched, full)).toBeLessThanOrEqual(tolerance(backend));
+  return cache;
+}

@@ -2,16 +2,13 @@
 // 8 greedy steps through the recurrent state), on every backend under test; presets against param-counts.json.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@slmkit/core';
 import { FIXTURES_DIR, caseDir, loadCase } from '@slmkit/fixtures';
 import { MAMBA_PRESETS, MambaLM, countMambaParameters, fromPretrained, mambaConfigFromHF, type MambaPresetName } from '../src/index.js';
-import { BACKENDS, expectReferenceGeneration, expectReferenceLogits, maxAbsDiff, take, tolerance, useBackend } from './helpers.js';
+import { BACKENDS, expectPrefillThenSteps, expectReferenceGeneration, expectReferenceLogits, useBackend } from './helpers.js';
 
 const measured: string[] = [];
-// Ids from arrays (an id tensor made by slicing would live on the GPU under webgpu; the embedding reads ids on the CPU).
-const idsOf = (rows: number[][]): tf.Tensor2D => tf.tensor2d(rows, undefined, 'int32');
 afterAll(() => console.log(`mamba fixture max abs diffs (logits / step logits):\n${measured.join('\n')}`));
 
 describe.each(BACKENDS)('mamba families on %s', (backend) => {
@@ -21,7 +18,6 @@ describe.each(BACKENDS)('mamba families on %s', (backend) => {
 
   describe.each(['mamba', 'falcon_mamba'] as const)('%s', (family) => {
     const fixture = loadCase(family);
-    const [B, L, V] = fixture.logitsShape as [number, number, number];
     let model: MambaLM;
     let logitsDiff = NaN;
 
@@ -41,29 +37,8 @@ describe.each(BACKENDS)('mamba families on %s', (backend) => {
       measured.push(`${backend} ${family}: ${logitsDiff.toExponential(2)} / ${worst.toExponential(2)}`);
     });
 
-    it('prefill of L tokens then k single steps equals one forward of L + k', async () => {
-      const ids = tf.tensor2d(fixture.inputIds, [B, L], 'int32');
-      const full = await take(model.forward(ids)); // [B, L, V]
-      const Lp = L - 3;
-      const cache = model.createCache();
-      const parts: Float32Array[] = [];
-      const step = async (rows: number[][]): Promise<Float32Array> => {
-        const t = idsOf(rows);
-        const out = await take(model.forward(t, { cache }));
-        t.dispose();
-        return out;
-      };
-      parts.push(await step(fixture.inputIds.map((r) => r.slice(0, Lp))));
-      for (let t = Lp; t < L; t++) parts.push(await step(fixture.inputIds.map((r) => [r[t]])));
-      expect(cache.length).toBe(L);
-      const stitched = new Float32Array(B * L * V);
-      for (let b = 0; b < B; b++) {
-        stitched.set(parts[0].subarray(b * Lp * V, (b + 1) * Lp * V), b * L * V);
-        for (let k = 0; k < 3; k++) stitched.set(parts[k + 1].subarray(b * V, (b + 1) * V), (b * L + Lp + k) * V);
-      }
-      expect(maxAbsDiff(stitched, full)).toBeLessThanOrEqual(tolerance(backend));
-      cache.dispose();
-      tf.dispose(ids);
+    it('prefill of L − 3 tokens then 3 single steps equals one forward of L', async () => {
+      (await expectPrefillThenSteps(model, fixture, backend)).dispose();
     });
   });
 });
