@@ -30,7 +30,7 @@ import {
   type AttentionCache,
   type AttentionImplementation,
 } from '@slmkit/attention';
-import { benchCase, type BenchCase } from '../registry.js';
+import { benchCase, type BenchCase, type CaseInstance } from '../registry.js';
 import { BATCH, F32, SMOLLM } from '../shapes.js';
 
 const { hidden: D, heads: H, kvHeads: KV, headDim: Dh } = SMOLLM;
@@ -54,6 +54,31 @@ function makeBlock(options: { implementation?: AttentionImplementation; slidingW
       rotary: new RotaryEmbedding({ headDim: Dh, base: SMOLLM.ropeTheta, maxPositionEmbeddings: SMOLLM.maxPositions * 2 }),
     },
   );
+}
+
+/**
+ * One new token through `attn` against a cache holding `ctx` positions. Each step grows the cache, so every timed
+ * step starts from a fresh cache holding exactly `ctx` positions (built untimed, before each run).
+ */
+function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCache): CaseInstance {
+  const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+  const v0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+  const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
+  let cache: AttentionCache | undefined;
+  return {
+    beforeEach: () => {
+      cache?.dispose();
+      cache = makeCache();
+      const kv = cache.update(k0, v0);
+      tf.dispose([kv.keys, kv.values]);
+    },
+    run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
+    teardown: () => {
+      cache?.dispose();
+      tf.dispose([k0, v0, x]);
+      attn.dispose();
+    },
+  };
 }
 
 const KERNELS = [
@@ -146,28 +171,7 @@ const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
       shape: { B: BATCH, ctx, d: D, H, KV, Dh },
       bytes: decodeBytes(held(ctx)),
       quick: quick.includes(ctx),
-      setup: () => {
-        const attn = makeBlock({ slidingWindow: window });
-        const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-        const v0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-        const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
-        let cache: AttentionCache | undefined;
-        return {
-          // Each step grows the cache, so every timed step starts from a fresh cache holding exactly ctx positions.
-          beforeEach: () => {
-            cache?.dispose();
-            cache = makeCache();
-            const kv = cache.update(k0, v0);
-            tf.dispose([kv.keys, kv.values]);
-          },
-          run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
-          teardown: () => {
-            cache?.dispose();
-            tf.dispose([k0, v0, x]);
-            attn.dispose();
-          },
-        };
-      },
+      setup: () => decodeStep(makeBlock({ slidingWindow: window }), ctx, makeCache),
     }),
   ),
 );
@@ -218,27 +222,7 @@ const decodeVs = (['naive', 'fused'] as const).map((implementation) =>
     shape: { B: BATCH, ctx: FUSED_T, d: D, H, KV, Dh },
     bytes: decodeBytes(FUSED_T),
     quick: true,
-    setup: () => {
-      const attn = makeBlock({ implementation });
-      const k0 = tf.randomNormal([BATCH, KV, FUSED_T, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      const v0 = tf.randomNormal([BATCH, KV, FUSED_T, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
-      let cache: AttentionCache | undefined;
-      return {
-        beforeEach: () => {
-          cache?.dispose();
-          cache = new KVCache();
-          const kv = cache.update(k0, v0);
-          tf.dispose([kv.keys, kv.values]);
-        },
-        run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
-        teardown: () => {
-          cache?.dispose();
-          tf.dispose([k0, v0, x]);
-          attn.dispose();
-        },
-      };
-    },
+    setup: () => decodeStep(makeBlock({ implementation }), FUSED_T, () => new KVCache()),
   }),
 );
 
