@@ -2,7 +2,8 @@
 // tiles, windows with a prefix, padding, soft cap, Dv ≠ Dh, rolling-cache key orders and fully masked rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { fusedAttention, fusedAttentionLastRun, naiveAttention, type AttentionKernelOptions } from '../src/index.js';
+import { KVCache, SlidingWindowCache, fusedAttention, fusedAttentionLastRun, naiveAttention, type AttentionKernelOptions } from '../src/index.js';
+import { build, type Case } from './build.js';
 import { disposeAll, expectClose, randn, take } from './helpers.js';
 
 export interface Grid {
@@ -96,4 +97,65 @@ export async function expectFusedMatchesNaive(g: Grid, seed: number, backend: st
   }
   expect(tf.memory().numTensors).toBe(before);
   x.dispose();
+}
+
+/** A block with every rule on (bias, window 5 with a prefix of 2, soft cap, per-head q/k norm, rotary) and its padding. */
+export const blockCase: Case = { B: 2, T: 11, D: 16, H: 4, KV: 2, Dh: 4, bias: true, window: 5, prefix: 2, softcap: 4, qkNorm: 'head', rotary: { base: 100 } };
+/** Row 0 has three padding tokens in front, row 1 none. */
+export const blockMask = [range(11).map((t) => (t < 3 ? 0 : 1)), range(11).map(() => 1)];
+
+/**
+ * The block on the current backend with `auto` picking the fused kernel equals the same block with the naive
+ * kernel: a full forward, then prefill and cached decoding (single-token steps, the decode fast path) through a
+ * `KVCache` and a `SlidingWindowCache` with a prefix; values within `tolerance`, nothing left behind.
+ */
+export async function expectBlockMatchesNaive(c: Case, mask: number[][], tolerance: number): Promise<void> {
+  const { attn, x } = build(c);
+  const { tensor } = x(c.B, c.T, 5);
+  const m = tf.tensor2d(mask);
+  const naive = await take(attn.forward(tensor, { attentionMask: m, implementation: 'naive' }));
+  const before = tf.memory().numTensors;
+  const fused = await take(attn.forward(tensor, { attentionMask: m }));
+  expect(attn.lastImplementation).toBe('fused');
+  expect(tf.memory().numTensors).toBe(before);
+  expectClose(fused, naive, tolerance);
+
+  for (const cache of [new KVCache(), new SlidingWindowCache(5, { prefixLength: 2 })]) {
+    for (const [t0, n] of [[0, 6], [6, 1], [7, 1], [8, 3]]) {
+      const xs = tf.slice(tensor, [0, t0, 0], [c.B, n, c.D]) as tf.Tensor3D; // [B, n, D]
+      const ms = tf.slice(m, [0, 0], [c.B, t0 + n]) as tf.Tensor2D; // [B, t0 + n]
+      const y = await take(attn.forward(xs, { cache, attentionMask: ms })); // [B, n, D]
+      expect(attn.lastImplementation).toBe('fused');
+      // Row b, token t of the full forward is at (b·T + t)·D.
+      const want = range(c.B).flatMap((b) => naive.slice((b * c.T + t0) * c.D, (b * c.T + t0 + n) * c.D));
+      expectClose(y, want, tolerance);
+      disposeAll(xs, ms);
+    }
+    cache.dispose();
+  }
+  expect(tf.memory().numTensors).toBe(before);
+  disposeAll(tensor, m);
+  attn.dispose();
+}
+
+/**
+ * A block forward at sequence length `T` with the fused kernel allocates no `[T, T]` tensor: under `tf.profile`,
+ * peak bytes stay below `T·T·4 / peakDivisor` and no kernel output reaches `T·T / outputDivisor` elements.
+ */
+export async function expectNoSquareTensor(T: number, peakDivisor: number, outputDivisor: number): Promise<void> {
+  const c: Case = { B: 1, T, D: 16, H: 2, KV: 1, Dh: 8, rotary: { base: 10000 } };
+  const { attn, x } = build(c);
+  const { tensor } = x(1, T, 3);
+  const before = tf.memory().numTensors;
+  const info = await tf.profile(async () => {
+    await take(attn.forward(tensor));
+  });
+  expect(attn.lastImplementation).toBe('fused');
+  expect(tf.memory().numTensors).toBe(before);
+  // Inputs, q/k/v, rotary tables and the output are a few T·D floats each.
+  expect(info.peakBytes).toBeLessThan((T * T * 4) / peakDivisor);
+  const largest = Math.max(...info.kernels.flatMap((k) => k.outputShapes.map((s) => (s ?? []).reduce((a, d) => a * d, 1))));
+  expect(largest).toBeLessThan((T * T) / outputDivisor);
+  tensor.dispose();
+  attn.dispose();
 }

@@ -6,10 +6,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
-import { KVCache, SlidingWindowCache, fusedAttention, hasFusedAttention, naiveAttention } from '../src/index.js';
+import { fusedAttention, hasFusedAttention, naiveAttention } from '../src/index.js';
 import { flashTiles } from '../src/ops/fused-webgpu.js';
-import { build, type Case } from './build.js';
-import { expectFusedMatchesNaive, grid, inputs, range, type Grid } from './fused-grid.js';
+import { build } from './build.js';
+import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, expectNoSquareTensor, grid, inputs, range, type Grid } from './fused-grid.js';
 import { backends, disposeAll, expectClose, take } from './helpers.js';
 
 const hasWebGPU = (await backends()).includes('webgpu');
@@ -72,45 +72,18 @@ describe.skipIf(!hasWebGPU)('webgpu: the WGSL kernel equals the naive kernel', (
 });
 
 describe.skipIf(!hasWebGPU)('webgpu: the block with the WGSL kernel', () => {
-  const c: Case = { B: 2, T: 11, D: 16, H: 4, KV: 2, Dh: 4, bias: true, window: 5, prefix: 2, softcap: 4, qkNorm: 'head', rotary: { base: 100 } };
-  const mask = [range(11).map((t) => (t < 3 ? 0 : 1)), range(11).map(() => 1)];
+  const c = blockCase;
 
   it('auto picks the fused kernel; prefill and cached decoding (T 1) equal the naive block; nothing leaks', async () => {
     await initBackend('webgpu');
-    const { attn, x } = build(c);
-    const { tensor } = x(c.B, c.T, 5);
-    const m = tf.tensor2d(mask);
-    const naive = await take(attn.forward(tensor, { attentionMask: m, implementation: 'naive' }));
-    const before = tf.memory().numTensors;
-    const fused = await take(attn.forward(tensor, { attentionMask: m }));
-    expect(attn.lastImplementation).toBe('fused');
-    expect(tf.memory().numTensors).toBe(before);
-    expectClose(fused, naive, 5e-5);
-
-    for (const cache of [new KVCache(), new SlidingWindowCache(5, { prefixLength: 2 })]) {
-      const spans = [[0, 6], [6, 1], [7, 1], [8, 3]];
-      for (const [t0, n] of spans) {
-        const xs = tf.slice(tensor, [0, t0, 0], [c.B, n, c.D]) as tf.Tensor3D; // [B, n, D]
-        const ms = tf.slice(m, [0, 0], [c.B, t0 + n]) as tf.Tensor2D; // [B, t0 + n]
-        const y = await take(attn.forward(xs, { cache, attentionMask: ms })); // [B, n, D]
-        expect(attn.lastImplementation).toBe('fused');
-        // Row b, token t of the full forward is at (b·T + t)·D.
-        const want = range(c.B).flatMap((b) => naive.slice((b * c.T + t0) * c.D, (b * c.T + t0 + n) * c.D));
-        expectClose(y, want, 5e-5);
-        disposeAll(xs, ms);
-      }
-      cache.dispose();
-    }
-    expect(tf.memory().numTensors).toBe(before);
-    disposeAll(tensor, m);
-    attn.dispose();
+    await expectBlockMatchesNaive(c, blockMask, 5e-5);
   });
 
   it('a training step through the block: gradients of every parameter equal the naive block\'s', async () => {
     await initBackend('webgpu');
     const { attn, x } = build({ ...c, T: 7 });
     const { tensor } = x(c.B, 7, 9);
-    const m = tf.tensor2d(mask.map((row) => row.slice(0, 7)));
+    const m = tf.tensor2d(blockMask.map((row) => row.slice(0, 7)));
     const params = attn.namedParameters().map(([, p]) => p);
     const grads = async (implementation: 'naive' | 'auto'): Promise<number[][]> => {
       const { value, grads: g } = tf.variableGrads(() => tf.sum(tf.square(attn.forward(tensor, { attentionMask: m, implementation }))) as tf.Scalar, params);
@@ -131,21 +104,6 @@ describe.skipIf(!hasWebGPU)('webgpu: the block with the WGSL kernel', () => {
 describe.skipIf(!hasWebGPU)('webgpu: memory', () => {
   it('a block forward at T 1024 allocates no [T, T] tensor; peak bytes stay far below T·T·4', async () => {
     await initBackend('webgpu');
-    const T = 1024;
-    const c: Case = { B: 1, T, D: 16, H: 2, KV: 1, Dh: 8, rotary: { base: 10000 } };
-    const { attn, x } = build(c);
-    const { tensor } = x(1, T, 3);
-    const before = tf.memory().numTensors;
-    const info = await tf.profile(async () => {
-      await take(attn.forward(tensor));
-    });
-    expect(attn.lastImplementation).toBe('fused');
-    expect(tf.memory().numTensors).toBe(before);
-    // Inputs, q/k/v, rotary tables and the output are a few T·D floats each: under 1 MB here against 4 MiB.
-    expect(info.peakBytes).toBeLessThan((T * T * 4) / 4);
-    const largest = Math.max(...info.kernels.flatMap((k) => k.outputShapes.map((s) => (s ?? []).reduce((a, d) => a * d, 1))));
-    expect(largest).toBeLessThan((T * T) / 16);
-    tensor.dispose();
-    attn.dispose();
+    await expectNoSquareTensor(1024, 4, 16); // under 1 MB here against 4 MiB
   });
 });
