@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { CausalLM, smollm135m, type ModelCache } from '@slmkit/models';
-import { benchCase, type BenchCase } from '../registry.js';
+import { benchCase, type BenchCase, type CaseInstance } from '../registry.js';
 import { BATCH, F32 } from '../shapes.js';
 
 const config = smollm135m();
@@ -56,32 +56,37 @@ const decode = [128, 512, 2048].map((ctx) =>
     shape: shape({ ctx }),
     bytes: (matmulParams + L * 2 * BATCH * KV * ctx * Dh) * F32,
     quick: ctx === 128 || ctx === 2048,
-    setup: () => {
-      const lm = new CausalLM(config);
-      const ids = randomIds(1);
-      // Every layer's cache starts from the same random keys and values: a decode step's cost does not depend on them.
-      const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      const v0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      let cache: ModelCache | undefined;
-      return {
-        // A step grows the cache, so each timed step starts from a fresh one holding exactly ctx positions.
-        beforeEach: () => {
-          cache?.dispose();
-          cache = lm.createCache();
-          for (const layer of cache.layers) {
-            const kv = layer.update(k0, v0);
-            tf.dispose([kv.keys, kv.values]);
-          }
-        },
-        run: () => lm.forward(ids, { cache: cache! }), // [B, 1, V]
-        teardown: () => {
-          cache?.dispose();
-          tf.dispose([ids, k0, v0]);
-          lm.dispose();
-        },
-      };
-    },
+    setup: () => modelDecodeStep(new CausalLM(config), randomIds(1), ctx),
   }),
 );
+
+/**
+ * One new token `ids` (`[B, 1]`) through `lm` against caches holding `ctx` positions in every layer. Every layer's
+ * cache starts from the same random keys and values (a decode step's cost does not depend on them); a step grows the
+ * cache, so each timed step starts from a fresh one holding exactly `ctx` positions. Disposes `lm` and `ids` at
+ * teardown.
+ */
+export function modelDecodeStep(lm: CausalLM, ids: tf.Tensor2D, ctx: number): CaseInstance {
+  const { numKVHeads, headDim } = lm.config;
+  const k0 = tf.randomNormal([BATCH, numKVHeads, ctx, headDim]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+  const v0 = tf.randomNormal([BATCH, numKVHeads, ctx, headDim]) as tf.Tensor4D; // [B, KV, ctx, Dh]
+  let cache: ModelCache | undefined;
+  return {
+    beforeEach: () => {
+      cache?.dispose();
+      cache = lm.createCache();
+      for (const layer of cache.layers) {
+        const kv = layer.update(k0, v0);
+        tf.dispose([kv.keys, kv.values]);
+      }
+    },
+    run: () => lm.forward(ids, { cache: cache! }), // [B, 1, V]
+    teardown: () => {
+      cache?.dispose();
+      tf.dispose([ids, k0, v0]);
+      lm.dispose();
+    },
+  };
+}
 
 export const cases: BenchCase[] = [...prefill, ...decode];

@@ -7,9 +7,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Linear, QuantizedLinear, quantize, type QuantScheme } from '@slmkit/core';
-import { CausalLM, smollm135m, type ModelCache } from '@slmkit/models';
+import { CausalLM, smollm135m } from '@slmkit/models';
 import { benchCase, type BenchCase } from '../registry.js';
 import { BATCH, F32, SMOLLM, phaseOf } from '../shapes.js';
+import { modelDecodeStep } from './model.js';
 
 type Variant = 'float32' | QuantScheme;
 const VARIANTS: Variant[] = ['float32', 'int8', 'int4', 'ternary'];
@@ -60,26 +61,7 @@ const decode = VARIANTS.map((variant) =>
     setup: () => {
       const lm = new CausalLM(config);
       if (variant !== 'float32') quantize(lm, { scheme: variant, groupSize: 64 });
-      const ids = tf.tensor2d([[7]], undefined, 'int32'); // [B, 1]
-      const k0 = tf.randomNormal([BATCH, config.numKVHeads, ctx, config.headDim]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      const v0 = tf.randomNormal([BATCH, config.numKVHeads, ctx, config.headDim]) as tf.Tensor4D; // [B, KV, ctx, Dh]
-      let cache: ModelCache | undefined;
-      return {
-        beforeEach: () => {
-          cache?.dispose();
-          cache = lm.createCache();
-          for (const layer of cache.layers) {
-            const kv = layer.update(k0, v0);
-            tf.dispose([kv.keys, kv.values]);
-          }
-        },
-        run: () => lm.forward(ids, { cache: cache! }), // [B, 1, V]
-        teardown: () => {
-          cache?.dispose();
-          tf.dispose([ids, k0, v0]);
-          lm.dispose();
-        },
-      };
+      return modelDecodeStep(lm, tf.tensor2d([[7]], undefined, 'int32'), ctx); // ids [B, 1]
     },
   }),
 );
