@@ -2,6 +2,9 @@
  * The default shapes: SmolLM-135M (HuggingFaceTB/SmolLM-135M config.json), the small Llama-style model every
  * case is sized after unless it says otherwise.
  */
+import * as tf from '@tensorflow/tfjs-core';
+import type { CaseInstance } from './registry.js';
+
 export const SMOLLM = {
   hidden: 576,
   heads: 9,
@@ -24,4 +27,25 @@ export const F32 = 4;
 /** Prefill is the phase of every T > 1; a single new token is a decode step. */
 export function phaseOf(T: number): 'prefill' | 'decode' {
   return T === 1 ? 'decode' : 'prefill';
+}
+
+/**
+ * A training step's case instance: `loss` differentiated with `tf.variableGrads` for `params`, one SGD update
+ * (lr 1e-3), and the loss returned (downloading it after the update waits for the whole step, update included, on
+ * async backends). `dispose` frees what the case built, at teardown.
+ */
+export function sgdStep(loss: () => tf.Scalar, params: tf.Variable[], dispose: () => void): CaseInstance {
+  const optimizer = tf.train.sgd(1e-3);
+  return {
+    run: () => {
+      const { value, grads } = tf.variableGrads(loss, params);
+      optimizer.applyGradients(grads);
+      tf.dispose(Object.values(grads));
+      return value;
+    },
+    teardown: () => {
+      optimizer.dispose();
+      dispose();
+    },
+  };
 }

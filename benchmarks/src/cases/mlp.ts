@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { GatedMLP } from '@slmkit/core';
 import { benchCase, type BenchCase } from '../registry.js';
-import { BATCH, SMOLLM, phaseOf } from '../shapes.js';
+import { BATCH, SMOLLM, phaseOf, sgdStep } from '../shapes.js';
 
 const d = SMOLLM.hidden;
 const ff = SMOLLM.intermediate;
@@ -56,25 +56,11 @@ const train = TRAIN.map(({ T, threads, tfjsMatMul }) =>
       const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
       const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]
       const target = tf.randomNormal([BATCH, T, d]); // [B, T, d]
-      const optimizer = tf.train.sgd(1e-3);
-      const params = mlp.trainableParameters();
-      return {
-        run: () => {
-          const { value, grads } = tf.variableGrads(
-            () => tf.mean(tf.squaredDifference(mlp.forward(x), target)) as tf.Scalar,
-            params,
-          );
-          optimizer.applyGradients(grads);
-          tf.dispose(Object.values(grads));
-          // Downloading the loss after the update waits for the whole step, update included, on async backends.
-          return value;
-        },
-        teardown: () => {
-          optimizer.dispose();
-          tf.dispose([x, target]);
-          mlp.dispose();
-        },
-      };
+      const loss = (): tf.Scalar => tf.mean(tf.squaredDifference(mlp.forward(x), target)) as tf.Scalar;
+      return sgdStep(loss, mlp.trainableParameters(), () => {
+        tf.dispose([x, target]);
+        mlp.dispose();
+      });
     },
   }),
 );

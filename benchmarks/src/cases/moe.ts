@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { GatedMLP } from '@slmkit/core';
 import { SparseMoE, TopKRouter } from '@slmkit/moe';
 import { benchCase, type BenchCase } from '../registry.js';
-import { BATCH, SMOLLM, phaseOf } from '../shapes.js';
+import { BATCH, SMOLLM, phaseOf, sgdStep } from '../shapes.js';
 
 const d = SMOLLM.hidden;
 const ff = SMOLLM.intermediate;
@@ -73,25 +73,15 @@ const train = (['sparse', 'dense'] as const).map((dispatch) =>
       const moe = makeMoE(2, dispatch);
       const x = tf.randomNormal([BATCH, 128, d]); // [B, T, d]
       const target = tf.randomNormal([BATCH, 128, d]); // [B, T, d]
-      const optimizer = tf.train.sgd(1e-3);
-      const params = moe.trainableParameters();
-      return {
-        run: () => {
-          const { value, grads } = tf.variableGrads(() => {
-            const out = moe.forwardWithAux(x, { training: true });
-            const task = tf.mean(tf.squaredDifference(out.output, target));
-            return tf.addN([task, tf.mul(out.loadBalancingLoss, 0.02), tf.mul(out.zLoss, 1e-3)]) as tf.Scalar;
-          }, params);
-          optimizer.applyGradients(grads);
-          tf.dispose(Object.values(grads));
-          return value;
-        },
-        teardown: () => {
-          optimizer.dispose();
-          tf.dispose([x, target]);
-          moe.dispose();
-        },
+      const loss = (): tf.Scalar => {
+        const out = moe.forwardWithAux(x, { training: true });
+        const task = tf.mean(tf.squaredDifference(out.output, target));
+        return tf.addN([task, tf.mul(out.loadBalancingLoss, 0.02), tf.mul(out.zLoss, 1e-3)]) as tf.Scalar;
       };
+      return sgdStep(loss, moe.trainableParameters(), () => {
+        tf.dispose([x, target]);
+        moe.dispose();
+      });
     },
   }),
 );
