@@ -572,8 +572,9 @@ export class Attention extends Module {
     const rotaryArg = rotary == null ? undefined : call.rotaryTables ?? (perRow ? (call.positions as number[][]) : { offset: queryPositions[0], length: T });
     const S = keyPositions.length;
     const chosen = resolveImplementation(implementation, T, S, hasFusedAttention());
-    // The decode fast path (one token with the fused kernel): heads by reshapes instead of transposes, and one rotary
-    // call for q and k. The naive and chunked paths keep the plain sequence of ops, the reference it is measured by.
+    // The decode fast path (one token with the fused kernel): projections on [B, D] and heads by reshapes instead of
+    // transposes. (Rotating q and k in one call costs more than it saves: the concat and split around it copy.) The
+    // naive and chunked paths keep the plain sequence of ops, the reference it is measured by.
     const fastStep = T === 1 && chosen === 'fused';
 
     const result = tf.tidy(() => {
@@ -603,11 +604,7 @@ export class Attention extends Module {
       };
       let qh = heads(q, H, Dh, qNorm); // [B, H, T, Dh]
       let kh = this.isKVConsumer ? undefined : heads(k!, KV, Dh, kNorm); // [B, KV, T, Dh]
-      if (rotary != null && kh != null && fastStep) {
-        // Decode fast path: rotate the query and key heads in one call (half the small ops of two).
-        const both = rotary.apply(tf.concat([qh, kh], 1) as tf.Tensor4D, rotaryArg!); // [B, H + KV, 1, Dh]
-        [qh, kh] = tf.split(both, [H, KV], 1) as [tf.Tensor4D, tf.Tensor4D]; // [B, H, 1, Dh], [B, KV, 1, Dh]
-      } else if (rotary != null) {
+      if (rotary != null) {
         qh = rotary.apply(qh, rotaryArg!); // [B, H, T, Dh]
         if (kh != null) kh = rotary.apply(kh, rotaryArg!); // [B, KV, T, Dh]
       }
