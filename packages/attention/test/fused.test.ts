@@ -3,9 +3,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
 import { CHUNKED_THRESHOLD, fusedAttention, hasFusedAttention, resolveImplementation } from '../src/index.js';
-import { attentionSimdAvailable, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
+import { attentionSimdAvailable, attentionSimdRanInPlace, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
 import type { Case } from './build.js';
-import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, expectNoSquareTensor, grid, inputs } from './fused-grid.js';
+import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, expectNoSquareTensor, grid, inputs, type Grid } from './fused-grid.js';
 import { backends } from './helpers.js';
 
 afterAll(async () => {
@@ -33,6 +33,20 @@ describe('fused attention equals the naive kernel', () => {
       });
     }
   }
+
+  it('wasm: the SIMD loops read q, k and v in place on the heap when head dims are whole vectors, else copy (cpu: copy)', async () => {
+    const cases: [string, Grid, boolean][] = [
+      ['wasm', { B: 1, H: 6, KV: 2, T: 3, S: 9, Dh: 8 }, true],
+      ['wasm', { B: 1, H: 2, KV: 1, T: 4, S: 4, Dh: 4, Dv: 6 }, false],
+      ['wasm', { B: 1, H: 2, KV: 1, T: 4, S: 4, Dh: 6 }, false],
+      ['cpu', { B: 1, H: 6, KV: 2, T: 3, S: 9, Dh: 8 }, false],
+    ];
+    for (const [backend, g, inPlace] of cases) {
+      await initBackend(backend);
+      await expectFusedMatchesNaive(g, 11, backend, 1e-5);
+      expect(attentionSimdRanInPlace(), `${backend} Dh ${g.Dh} Dv ${g.Dv ?? g.Dh}`).toBe(inPlace);
+    }
+  });
 
   it('rejects bad inputs like the naive kernel (typed errors naming the field)', async () => {
     await initBackend('cpu');

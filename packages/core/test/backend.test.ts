@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { backendsUnderTest } from '@slmkit/fixtures';
-import { BackendError, ConfigError, initBackend } from '../src/index.js';
+import { BackendError, ConfigError, initBackend, wasmHeapMemory } from '../src/index.js';
 
 describe('initBackend', () => {
   it('starts each requested backend and reports it', async () => {
@@ -45,5 +45,21 @@ describe('initBackend', () => {
     expect(err).toBeInstanceOf(BackendError);
     expect((err as Error).message).toMatch(/npm install @tensorflow\/tfjs-node-gpu/);
     expect(tf.getBackend()).toBe(before); // no silent switch
+  });
+});
+
+describe('wasmHeapMemory', () => {
+  it('is the wasm backend\'s heap (its tensors\' data lives in it), and null for cpu', async () => {
+    await initBackend('wasm');
+    const heap = wasmHeapMemory(tf.backend());
+    expect(heap).toBeInstanceOf(WebAssembly.Memory);
+    const x = tf.tensor1d([1.5, -2, 3.25]);
+    const view = (tf.backend() as unknown as { typedArrayFromHeap(t: tf.TensorInfo): Float32Array }).typedArrayFromHeap(x);
+    expect(view.buffer).toBe(heap!.buffer);
+    expect(Array.from(new Float32Array(heap!.buffer, view.byteOffset, 3))).toEqual([1.5, -2, 3.25]);
+    x.dispose();
+    await initBackend('cpu');
+    expect(wasmHeapMemory(tf.backend())).toBeNull();
+    expect(wasmHeapMemory(undefined)).toBeNull();
   });
 });

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, GatedMLP, initBackend } from '../src/index.js';
+import { ConfigError, GatedMLP, initBackend, wasmHeapMemory } from '../src/index.js';
 
 /** The threaded module's pthread bookkeeping (Emscripten's), to see a worker thread really running. */
 interface ThreadedModule {
@@ -21,6 +21,7 @@ describe('wasm backend threads (Node)', () => {
   it('starts XNNPACK on two threads and computes what cpu computes', async () => {
     const info = await initBackend('wasm', { threads: 2 });
     expect(info.threads).toBe(2);
+    expect(wasmHeapMemory(tf.backend())?.buffer).toBeInstanceOf(SharedArrayBuffer); // the heap the threads share
     const module = (tf.backend() as unknown as { wasm: ThreadedModule }).wasm;
     expect(module.PThread?.runningWorkers.length ?? 0).toBeGreaterThanOrEqual(1);
 

@@ -10,12 +10,12 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel, type Implementation, type KernelRun } from '@slmkit/core';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel, wasmHeapMemory, type Implementation, type KernelRun } from '@slmkit/core';
 import { chunkedAttention } from './chunked.js';
 import { checkKernelInputs, type AttentionKernelOptions } from './common.js';
 import { naiveAttention } from './naive.js';
 import { webgpuFusedAttentionKernel } from './fused-webgpu.js';
-import { fusedForwardSimd, type FusedForwardArgs } from './wasm/fused-simd.js';
+import { fusedForwardSimd, simdScratchFloats, type FusedForwardArgs } from './wasm/fused-simd.js';
 
 /** The fused kernel's name. */
 export const FUSED_ATTENTION_KERNEL = 'SlmkitFusedAttention';
@@ -140,10 +140,14 @@ function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0])
   const [, KV, S] = k.shape;
   const Dv = v.shape[3];
   const hasMask = keyMask.shape.length === 2;
-  const [out] = runTypedKernel(backend, hasMask ? [q, k, v, keyMask] : [q, k, v], [[B, H, T, Dv]], ([qv, kv, vv, mask], [o]) => {
+  // On wasm the SIMD loops read q, k and v in place on the heap, with a scratch row there, freed after.
+  const heap = wasmHeapMemory(backend);
+  const shapes = heap == null ? [[B, H, T, Dv]] : [[B, H, T, Dv], [simdScratchFloats(Dv)]];
+  const [out, scratch] = runTypedKernel(backend, hasMask ? [q, k, v, keyMask] : [q, k, v], shapes, ([qv, kv, vv, mask], [o, s]) => {
     const args = { ...a, B, H, KV, T, S, Dh, Dv, q: qv, k: kv, v: vv, keyMask: hasMask ? mask : null };
-    if (!fusedForwardSimd(args, o)) fusedAttentionForward(args, o);
+    if (!fusedForwardSimd(args, o, heap == null ? null : { memory: heap, scratch: s })) fusedAttentionForward(args, o);
   });
+  if (scratch != null) (backend as { disposeData(dataId: object): void }).disposeData(scratch.dataId);
   return out;
 }
 

@@ -1,8 +1,12 @@
 ;; The inner loops of the fused attention kernel on WebAssembly SIMD, four float32 lanes per instruction: the scores
 ;; of one query row against a tile of keys, and the probability-weighted sum of the tile's values. Masking, the
 ;; soft cap and the online softmax's bookkeeping (a few operations per key, not per key × head dim) stay in
-;; JavaScript (fused-simd.ts), and so do the per-key exponentials' callers: `tile_max` and `exp_sum` below. All pointers are byte offsets into this module's memory; head dims are in floats and
-;; multiples of 4 (the caller pads rows).
+;; JavaScript (fused-simd.ts), and so do the per-key exponentials' callers: `tile_max` and `exp_sum` below.
+;;
+;; All pointers are byte offsets into the memory the module imports: on `wasm` the backend's own heap, where q, k
+;; and v already are (read in place), on `cpu` a memory of its own they are copied into. Head dims are in floats
+;; and multiples of 4 (otherwise the caller copies the rows, padded). scripts/build-wasm.mjs also assembles a
+;; variant importing `(memory 1 65536 shared)`, for the backend's threaded build.
 ;;
 ;; `;; @pow2` lines are replaced by the block below (the root scripts/build-wasm.mjs does it; the same block as
 ;; ssm's scan.wat, since wasm modules cannot share code): it sets $p = 2^$v for v in [-127, 127] using $k and $r,
@@ -33,7 +37,7 @@
     (i32.const 23))))
 ;; @end
 (module
-  (memory (export "memory") 1)
+  (import "env" "memory" (memory 1))
 
   ;; scores(q, k, n, dh, out, scale): out[j] = scale (q · k[j]) for the n rows of k (each dh floats, consecutive).
   (func (export "scores") (param $q i32) (param $k i32) (param $n i32) (param $dh i32) (param $out i32) (param $scale f32)

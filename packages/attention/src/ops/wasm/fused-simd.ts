@@ -8,23 +8,36 @@
  * @module
  */
 import { instantiateWasm } from '@slmkit/core';
-import { ATTENTION_WASM_BASE64 } from './attention-wasm.js';
+import { ATTENTION_SHARED_WASM_BASE64, ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
 interface AttentionExports {
-  memory: WebAssembly.Memory;
   scores(q: number, k: number, n: number, dh: number, out: number, scale: number): void;
   accumulate(p: number, v: number, n: number, dv: number, acc: number, alpha: number): void;
   tile_max(s: number, n: number): number;
   exp_sum(s: number, out: number, n: number, max: number): number;
 }
 
-let instance: AttentionExports | null | undefined;
+/** One instance per memory the module works in (`null` where the engine cannot instantiate it). */
+const instances = new WeakMap<WebAssembly.Memory, AttentionExports | null>();
+let ownMemory: WebAssembly.Memory | undefined;
 let enabled = true;
+let lastInPlace = false;
 
-/** The module, instantiated on first use; `null` where WebAssembly SIMD is missing. */
-function attentionModule(): AttentionExports | null {
-  if (instance === undefined) instance = instantiateWasm<AttentionExports>(ATTENTION_WASM_BASE64);
-  return instance;
+/** The module working in `memory`: the wasm backend's heap, or the memory of its own that `cpu` copies into. */
+function moduleIn(memory: WebAssembly.Memory): AttentionExports | null {
+  let m = instances.get(memory);
+  if (m === undefined) {
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+    m = instantiateWasm<AttentionExports>(shared ? ATTENTION_SHARED_WASM_BASE64 : ATTENTION_WASM_BASE64, { env: { memory } });
+    instances.set(memory, m);
+  }
+  return m;
+}
+
+/** The module's own memory, where inputs are copied when they are not on a heap it works in. */
+function own(): WebAssembly.Memory {
+  ownMemory ??= new WebAssembly.Memory({ initial: 1 });
+  return ownMemory;
 }
 
 /** Turns the SIMD path off or on (tests use it to run the plain typed-array loop). Internal. */
@@ -32,13 +45,32 @@ export function setAttentionSimd(on: boolean): void {
   enabled = on;
 }
 
+/** Whether the last SIMD forward read its inputs in place on the backend's heap (tests). Internal. */
+export function attentionSimdRanInPlace(): boolean {
+  return lastInPlace;
+}
+
 /** Whether the SIMD path will run. */
 export function attentionSimdAvailable(): boolean {
-  return enabled && attentionModule() !== null;
+  return enabled && moduleIn(own()) !== null;
+}
+
+/**
+ * The wasm backend's heap, for a forward that reads q, k and v where they are: `scratch` is a view on that heap of
+ * at least {@link simdScratchFloats} floats, for one row's scores, weights and accumulator.
+ */
+export interface HeapPlace {
+  memory: WebAssembly.Memory;
+  scratch: Float32Array;
 }
 
 /** Keys per tile. */
 const TILE = 64;
+
+/** Floats of scratch a forward on the heap needs for value head dim `Dv`: a tile of scores and of weights, a row. */
+export function simdScratchFloats(Dv: number): number {
+  return 2 * TILE + ((Dv + 3) & ~3);
+}
 
 /** What the forward reads: typed views of the inputs, the sizes and the rules (as the kernel's attributes). */
 export interface FusedForwardArgs {
@@ -74,32 +106,44 @@ function copyRows(mem: Float32Array, at: number, src: Float32Array, rows: number
 }
 
 /**
- * The forward pass into `out` (`[B, H, T, Dv]`). Returns `false`, touching nothing, when the SIMD module is
- * unavailable.
+ * The forward pass into `out` (`[B, H, T, Dv]`). With `heap`, and q, k, v views on it with head dims that are
+ * whole vectors, the module reads them in place; otherwise they are copied into its own memory, rows padded to
+ * whole vectors. Returns `false`, touching nothing, when the SIMD module is unavailable.
  */
-export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array): boolean {
+export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: HeapPlace | null = null): boolean {
   if (!enabled) return false;
-  const m = attentionModule();
-  if (m === null) return false;
   const { B, H, KV, T, S, Dh, Dv, scale, softcap, causal, slidingWindow: w, prefixLength: prefix, keyMask } = a;
+  const inPlace =
+    heap != null && Dh % 4 === 0 && Dv % 4 === 0 && [a.q, a.k, a.v, heap.scratch].every((t) => t.buffer === heap.memory.buffer);
+  const memory = inPlace ? heap.memory : own();
+  const m = moduleIn(memory);
+  if (m === null) return false;
+  lastInPlace = inPlace;
   const G = H / KV;
   const Dhp = (Dh + 3) & ~3;
   const Dvp = (Dv + 3) & ~3;
-  // Layout (float offsets): q [B·H·T, Dhp] | k [B·KV·S, Dhp] | v [B·KV·S, Dvp] | scores [TILE] | p [TILE] | acc [Dvp]
-  const oQ = 0;
-  const oK = oQ + B * H * T * Dhp;
-  const oV = oK + B * KV * S * Dhp;
-  const oS = oV + B * KV * S * Dvp;
+  // Float offsets of q [B·H·T, Dhp], k [B·KV·S, Dhp], v [B·KV·S, Dvp], then scores [TILE] | p [TILE] | acc [Dvp].
+  let oQ: number, oK: number, oV: number, oS: number;
+  let mem: Float32Array;
+  if (inPlace) {
+    [oQ, oK, oV, oS] = [a.q, a.k, a.v, heap.scratch].map((t) => t.byteOffset / 4);
+    mem = new Float32Array(memory.buffer);
+  } else {
+    oQ = 0;
+    oK = oQ + B * H * T * Dhp;
+    oV = oK + B * KV * S * Dhp;
+    oS = oV + B * KV * S * Dvp;
+    const bytes = (oS + simdScratchFloats(Dv)) * 4;
+    const have = memory.buffer.byteLength;
+    if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
+    mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
+    if (Dhp !== Dh || Dvp !== Dv) mem.fill(0, oQ, oS); // padded lanes must be 0
+    copyRows(mem, oQ, a.q, B * H * T, Dh, Dhp);
+    copyRows(mem, oK, a.k, B * KV * S, Dh, Dhp);
+    copyRows(mem, oV, a.v, B * KV * S, Dv, Dvp);
+  }
   const oP = oS + TILE;
   const oAcc = oP + TILE;
-  const bytes = (oAcc + Dvp) * 4;
-  const have = m.memory.buffer.byteLength;
-  if (bytes > have) m.memory.grow(Math.ceil((bytes - have) / 65536));
-  const mem = new Float32Array(m.memory.buffer); // after any growth: growing detaches earlier views
-  if (Dhp !== Dh || Dvp !== Dv) mem.fill(0, oQ, oS); // padded lanes must be 0
-  copyRows(mem, oQ, a.q, B * H * T, Dh, Dhp);
-  copyRows(mem, oK, a.k, B * KV * S, Dh, Dhp);
-  copyRows(mem, oV, a.v, B * KV * S, Dv, Dvp);
   const kp = Int32Array.from(a.keyPositions);
   // Keys at consecutive ascending positions with no padding (a prefill, a growing cache): the keys a query sees
   // are at most two index ranges (the prefix, and the causal window), found without testing each key. Otherwise
