@@ -40,9 +40,51 @@
   (import "env" "memory" (memory 1))
 
   ;; scores(q, k, n, dh, out, scale): out[j] = scale (q · k[j]) for the n rows of k (each dh floats, consecutive).
+  ;; Four keys at a time (each vector of q loaded once for the four, their four sums reduced together and stored as
+  ;; one vector), then one at a time for what is left.
   (func (export "scores") (param $q i32) (param $k i32) (param $n i32) (param $dh i32) (param $out i32) (param $scale f32)
     (local $j i32) (local $i i32) (local $rowBytes i32) (local $acc v128) (local $acc2 v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $qv v128) (local $u0 v128) (local $u1 v128)
+    (local $k1 i32) (local $k2 i32) (local $k3 i32)
     (local.set $rowBytes (i32.shl (local.get $dh) (i32.const 2)))
+    (block $quadsDone
+      (loop $quads
+        (br_if $quadsDone (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $n)))
+        (local.set $k1 (i32.add (local.get $k) (local.get $rowBytes)))
+        (local.set $k2 (i32.add (local.get $k1) (local.get $rowBytes)))
+        (local.set $k3 (i32.add (local.get $k2) (local.get $rowBytes)))
+        (local.set $a0 (v128.const f32x4 0 0 0 0))
+        (local.set $a1 (v128.const f32x4 0 0 0 0))
+        (local.set $a2 (v128.const f32x4 0 0 0 0))
+        (local.set $a3 (v128.const f32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (block $dimsDone
+          (loop $dims
+            (br_if $dimsDone (i32.ge_u (local.get $i) (local.get $rowBytes)))
+            (local.set $qv (v128.load (i32.add (local.get $q) (local.get $i))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $qv) (v128.load (i32.add (local.get $k) (local.get $i))))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $qv) (v128.load (i32.add (local.get $k1) (local.get $i))))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $qv) (v128.load (i32.add (local.get $k2) (local.get $i))))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $qv) (v128.load (i32.add (local.get $k3) (local.get $i))))))
+            (local.set $i (i32.add (local.get $i) (i32.const 16)))
+            (br $dims)))
+        ;; [Σa0, Σa1, Σa2, Σa3]: interleave pairs and add (lanes 0+2 and 1+3 of each), then gather and add again
+        (local.set $u0 (f32x4.add
+          (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $a0) (local.get $a1))
+          (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $a0) (local.get $a1))))
+        (local.set $u1 (f32x4.add
+          (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $a2) (local.get $a3))
+          (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $a2) (local.get $a3))))
+        (v128.store (local.get $out)
+          (f32x4.mul (f32x4.splat (local.get $scale))
+            (f32x4.add
+              (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $u0) (local.get $u1))
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $u0) (local.get $u1)))))
+        (local.set $k (i32.add (local.get $k3) (local.get $rowBytes)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $quads)))
+    ;; the last keys, one at a time
     (block $done
       (loop $keys
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
@@ -74,7 +116,7 @@
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $keys))))
 
-;; accumulate(p, v, n, dv, acc, alpha): acc <- alpha acc + Σ_j p[j] v[j] over the n rows of v (each dv floats,
+  ;; accumulate(p, v, n, dv, acc, alpha): acc <- alpha acc + Σ_j p[j] v[j] over the n rows of v (each dv floats,
   ;; consecutive). The accumulator is walked in slices of four vectors held in locals across all n rows (no load
   ;; and store of acc per row), then one vector at a time for what is left.
   (func (export "accumulate") (param $p i32) (param $v i32) (param $n i32) (param $dv i32) (param $acc i32) (param $alpha f32)

@@ -57,7 +57,7 @@ export function attentionSimdAvailable(): boolean {
 
 /**
  * The wasm backend's heap, for a forward that reads q, k and v where they are: `scratch` is a view on that heap of
- * at least {@link simdScratchFloats} floats, for one row's scores, weights and accumulator.
+ * at least {@link simdScratchFloats} floats, for a tile's scores and weights and a group's accumulator rows.
  */
 export interface HeapPlace {
   memory: WebAssembly.Memory;
@@ -67,9 +67,12 @@ export interface HeapPlace {
 /** Keys per tile. */
 const TILE = 64;
 
-/** Floats of scratch a forward on the heap needs for value head dim `Dv`: a tile of scores and of weights, a row. */
-export function simdScratchFloats(Dv: number): number {
-  return 2 * TILE + ((Dv + 3) & ~3);
+/**
+ * Floats of scratch a forward needs for value head dim `Dv` and `G` query heads per key/value head: a tile of
+ * scores and of weights, and an accumulator row per head of a group.
+ */
+export function simdScratchFloats(Dv: number, G: number): number {
+  return 2 * TILE + G * ((Dv + 3) & ~3);
 }
 
 /** What the forward reads: typed views of the inputs, the sizes and the rules (as the kernel's attributes). */
@@ -122,7 +125,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   const G = H / KV;
   const Dhp = (Dh + 3) & ~3;
   const Dvp = (Dv + 3) & ~3;
-  // Float offsets of q [B·H·T, Dhp], k [B·KV·S, Dhp], v [B·KV·S, Dvp], then scores [TILE] | p [TILE] | acc [Dvp].
+  // Float offsets of q [B·H·T, Dhp], k [B·KV·S, Dhp], v [B·KV·S, Dvp], then scores [TILE] | p [TILE] | acc [G, Dvp].
   let oQ: number, oK: number, oV: number, oS: number;
   let mem: Float32Array;
   if (inPlace) {
@@ -133,7 +136,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     oK = oQ + B * H * T * Dhp;
     oV = oK + B * KV * S * Dhp;
     oS = oV + B * KV * S * Dvp;
-    const bytes = (oS + simdScratchFloats(Dv)) * 4;
+    const bytes = (oS + simdScratchFloats(Dv, G)) * 4;
     const have = memory.buffer.byteLength;
     if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
     mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
@@ -153,6 +156,8 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   const k0 = S > 0 ? kp[0] : 0;
   const vis = new Uint8Array(S); // per key of the current row: 1 visible (only when not contiguous)
   const chunks = new Int32Array(2 * (Math.ceil(S / TILE) + 2)); // [lo, n] pairs of the current row's key chunks
+  const maxes = new Float64Array(G); // per head of the group: the running max of its scores
+  const sums = new Float64Array(G); // and the running sum of their exponentials
 
   // The G query heads of a key/value head see the same keys at a given position: find them once for the group.
   for (let b = 0; b < B; b++) {
@@ -196,14 +201,17 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
           }
         }
 
-        for (let h = kvh * G; h < (kvh + 1) * G; h++) {
-          const qAt = 4 * (oQ + ((b * H + h) * T + t) * Dhp);
-          let max = -Infinity;
-          let sum = 0;
-          mem.fill(0, oAcc, oAcc + Dvp);
-          for (let c = 0; c < nChunks; c += 2) {
-            const lo = chunks[c];
-            const n = chunks[c + 1];
+        // The group's G heads go through each chunk together, so its keys and values are read from memory once
+        // for the group (a long cache does not fit the caches G times over); each head keeps its own running max,
+        // sum and accumulator row.
+        mem.fill(0, oAcc, oAcc + G * Dvp);
+        maxes.fill(-Infinity);
+        sums.fill(0);
+        for (let c = 0; c < nChunks; c += 2) {
+          const lo = chunks[c];
+          const n = chunks[c + 1];
+          for (let g = 0; g < G; g++) {
+            const qAt = 4 * (oQ + ((b * H + kvh * G + g) * T + t) * Dhp);
             m.scores(qAt, 4 * (oK + (kvRow + lo) * Dhp), n, Dhp, 4 * oS, scale);
             if (softcap > 0) for (let j = 0; j < n; j++) mem[oS + j] = softcap * Math.tanh(mem[oS + j] / softcap);
             // Hidden keys, and the lanes past n up to a whole vector, score −∞ (weight e^−∞ = 0).
@@ -211,18 +219,21 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
             for (let j = n; j < ((n + 3) & ~3); j++) mem[oS + j] = -Infinity;
             const tileMax = m.tile_max(4 * oS, n);
             let alpha = 1;
-            if (tileMax > max) {
-              alpha = Math.exp(max - tileMax); // 0 on the first chunk (max = −∞)
-              sum *= alpha;
-              max = tileMax;
+            if (tileMax > maxes[g]) {
+              alpha = Math.exp(maxes[g] - tileMax); // 0 on the first chunk (max = −∞)
+              sums[g] *= alpha;
+              maxes[g] = tileMax;
             }
-            sum += m.exp_sum(4 * oS, 4 * oP, n, max);
-            m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * oAcc, alpha);
+            sums[g] += m.exp_sum(4 * oS, 4 * oP, n, maxes[g]);
+            m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * (oAcc + g * Dvp), alpha);
           }
-          const oAt = ((b * H + h) * T + t) * Dv;
+        }
+        for (let g = 0; g < G; g++) {
+          const oAt = ((b * H + kvh * G + g) * T + t) * Dv;
           // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
-          const inv = sum > 0 ? 1 / sum : 0;
-          for (let i = 0; i < Dv; i++) out[oAt + i] = mem[oAcc + i] * inv;
+          const inv = sums[g] > 0 ? 1 / sums[g] : 0;
+          const accAt = oAcc + g * Dvp;
+          for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
         }
       }
     }
