@@ -57,8 +57,9 @@ function makeBlock(options: { implementation?: AttentionImplementation; slidingW
 }
 
 /**
- * One new token through `attn` against a cache holding `ctx` positions. Each step grows the cache, so every timed
- * step starts from a fresh cache holding exactly `ctx` positions (built untimed, before each run).
+ * One new token through `attn` against a cache holding `ctx` positions. Each step grows the cache, so before each
+ * run (untimed) the cache is rolled back to `ctx` positions, as speculative decoding does, keeping the buffers a
+ * decoding cache has; a cache that cannot roll back (a sliding window that dropped a needed position) is rebuilt.
  */
 function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCache): CaseInstance {
   const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
@@ -67,6 +68,7 @@ function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCach
   let cache: AttentionCache | undefined;
   return {
     beforeEach: () => {
+      if (cache?.canTruncate(ctx)) return cache.truncate(ctx);
       cache?.dispose();
       cache = makeCache();
       const kv = cache.update(k0, v0);

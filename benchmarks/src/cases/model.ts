@@ -63,8 +63,8 @@ const decode = [128, 512, 2048].map((ctx) =>
 /**
  * One new token `ids` (`[B, 1]`) through `lm` against caches holding `ctx` positions in every layer. Every layer's
  * cache starts from the same random keys and values (a decode step's cost does not depend on them); a step grows the
- * cache, so each timed step starts from a fresh one holding exactly `ctx` positions. Disposes `lm` and `ids` at
- * teardown.
+ * cache, so before each timed step it is rolled back to `ctx` positions (or rebuilt where it cannot be). Disposes
+ * `lm` and `ids` at teardown.
  */
 export function modelDecodeStep(lm: CausalLM, ids: tf.Tensor2D, ctx: number): CaseInstance {
   const { numKVHeads, headDim } = lm.config;
@@ -73,6 +73,8 @@ export function modelDecodeStep(lm: CausalLM, ids: tf.Tensor2D, ctx: number): Ca
   let cache: ModelCache | undefined;
   return {
     beforeEach: () => {
+      // Rolled back to ctx positions, keeping the buffers a decoding cache has (see the attention cases).
+      if (cache?.canTruncate(ctx)) return cache.truncate(ctx);
       cache?.dispose();
       cache = lm.createCache();
       for (const layer of cache.layers) {

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, Module, RotaryEmbedding, ShapeError, checkPositiveInt, type Projection } from '@slmkit/core';
 import { AttentionCache, SlidingWindowCache, type SharedKV } from './cache.js';
 import { chunkedAttention } from './ops/chunked.js';
-import { fusedAttention, hasFusedAttention } from './ops/fused.js';
+import { fusedAttention, fusedAttentionOverBuffers, hasFusedAttention } from './ops/fused.js';
 import type { AttentionKernelOptions } from './ops/common.js';
 import type { MaskRules } from './ops/mask.js';
 import { naiveAttention } from './ops/naive.js';
@@ -610,12 +610,17 @@ export class Attention extends Module {
       }
 
       let kv: SharedKV;
+      let inPlace: SharedKV | null = null;
       if (this.isKVConsumer) {
         kv = { keys: call.sharedKV!.keys, values: call.sharedKV!.values, keyPositions: call.sharedKV!.keyPositions.slice() };
       } else {
         const vh = heads(v!, KV, Dv, undefined); // [B, KV, T, Dv]
-        // With a cache: everything held plus the new positions, keys [B, KV, S, Dh] and values [B, KV, S, Dv].
-        kv = call.cache != null ? call.cache.update(kh!, vh) : { keys: kh!, values: vh, keyPositions: queryPositions.slice() };
+        // The fused kernel on cpu / wasm reads the cache's own buffers, appended in place (no copy of what is held):
+        // keys [B, KV, capacity, Dh], of which the first S positions count. They never leave the cache, so not when
+        // the caller wants the keys and values back.
+        inPlace = call.cache != null && chosen === 'fused' && !wantKV ? call.cache.appendInPlace(kh!, vh) : null;
+        // Otherwise, with a cache: everything held plus the new positions, keys [B, KV, S, Dh], values [B, KV, S, Dv].
+        kv = inPlace ?? (call.cache != null ? call.cache.update(kh!, vh) : { keys: kh!, values: vh, keyPositions: queryPositions.slice() });
       }
 
       let keyMask: tf.Tensor2D | null = null;
@@ -632,7 +637,9 @@ export class Attention extends Module {
         keyMask,
       };
       const o =
-        chosen === 'fused'
+        inPlace != null
+          ? fusedAttentionOverBuffers(qh, kv.keys, kv.values, kernelOptions)
+          : chosen === 'fused'
           ? fusedAttention(qh, kv.keys, kv.values, { ...kernelOptions, implementation: 'fused' })
           : chosen === 'chunked'
             ? chunkedAttention(qh, kv.keys, kv.values, { ...kernelOptions, queryBlockSize: this.queryBlockSize, keyBlockSize: this.keyBlockSize })

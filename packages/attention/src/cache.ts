@@ -87,6 +87,12 @@ export abstract class AttentionCache {
   protected positions: number[] = [];
   /** Absolute positions seen so far. */
   protected seen = 0;
+  /**
+   * True while `keys` and `values` are the buffers of {@link AttentionCache.appendInPlace}: `[B, KV, capacity, D]`,
+   * of which the first `heldLength` positions are valid. They never leave the cache: every other method reads
+   * copies of the valid part, or turns them back into exact tensors first ({@link AttentionCache.exact}).
+   */
+  private buffered = false;
   private wasDisposed = false;
 
   /** Absolute positions seen so far; the next token's position. */
@@ -116,7 +122,7 @@ export abstract class AttentionCache {
     return this.wasDisposed;
   }
 
-  /** Bytes of tensor storage held now. */
+  /** Bytes of tensor storage held now (after in-place appends, the buffers' whole capacity). */
   get byteSize(): number {
     return ((this.keys?.size ?? 0) + (this.values?.size ?? 0)) * 4;
   }
@@ -147,21 +153,9 @@ export abstract class AttentionCache {
    * @throws ShapeError when the shapes are not rank 4, disagree with each other or with what is stored.
    */
   update(keys: tf.Tensor4D, values: tf.Tensor4D): SharedKV {
-    this.checkAlive();
-    const name = this.constructor.name;
-    if (!(keys instanceof tf.Tensor) || !(values instanceof tf.Tensor) || keys.rank !== 4 || values.rank !== 4) {
-      throw new ShapeError(`${name}.update: keys and values must be rank 4 [B, KV, T, D]`, { field: 'keys', expected: 'rank 4' });
-    }
-    const [B, KV, T, Dh] = keys.shape;
-    if (values.shape[0] !== B || values.shape[1] !== KV || values.shape[2] !== T) {
-      throw new ShapeError(`${name}.update: values [${values.shape.join(', ')}] must match keys [${keys.shape.join(', ')}] in B, KV and T`, {
-        field: 'values',
-        expected: [B, KV, T],
-        found: values.shape.slice(0, 3),
-      });
-    }
-    if (T === 0) throw new ShapeError(`${name}.update: no new positions (T = 0)`, { field: 'keys', expected: 'T >= 1', found: 0 });
-    this.checkCompatible(B, KV, Dh, values.shape[3]);
+    this.checkNew(keys, values, 'update');
+    this.exact();
+    const T = keys.shape[2];
     const newPositions = Array.from({ length: T }, (_, t) => this.seen + t);
     const allPositions = [...this.positions, ...newPositions];
     const keep = this.retained(allPositions);
@@ -184,19 +178,117 @@ export abstract class AttentionCache {
   }
 
   /**
+   * Like {@link AttentionCache.update}, without copying what is held: the new positions are written in place into
+   * buffers the cache owns, `[B, KV, capacity, D]` with room to spare (grown by a quarter, copying, when full), and
+   * those buffers are returned with the positions they hold: only the first `keyPositions.length` are valid. They
+   * stay the cache's: the caller must not keep, dispose or differentiate them, and only a kernel that reads a prefix
+   * of its key axis can take them (the fused attention kernel, which {@link Attention} runs this way on `cpu` and
+   * `wasm` when it needs no keys and values back).
+   *
+   * Returns `null`, changing nothing, where it cannot work in place: a cache that drops positions (a sliding
+   * window), a backend other than `cpu` and `wasm`, or while a gradient tape records (the buffers' later writes
+   * would change what the tape saved). The caller then uses {@link AttentionCache.update}.
+   *
+   * @throws ShapeError as {@link AttentionCache.update}.
+   *
+   * @example
+   * ```ts
+   * import * as tf from '@tensorflow/tfjs-core';
+   * import { KVCache } from '@slmkit/attention';
+   * await tf.setBackend('cpu');
+   * const cache = new KVCache();
+   * const k = tf.ones([1, 2, 3, 4]) as tf.Tensor4D; // [B, KV, T, Dh]
+   * const kv = cache.appendInPlace(k, k);
+   * console.log(kv?.keyPositions, kv!.keys.shape[2] >= 3); // [0, 1, 2] true
+   * k.dispose();
+   * cache.dispose(); // frees the buffers
+   * ```
+   */
+  appendInPlace(keys: tf.Tensor4D, values: tf.Tensor4D): SharedKV | null {
+    this.checkNew(keys, values, 'appendInPlace');
+    const held = this.positions.length;
+    const T = keys.shape[2];
+    if (!this.keepsEverything() || !inPlaceBackend() || recording()) return null;
+    if (held !== this.seen) return null; // positions were dropped before (a restored cache of another kind)
+    const capacity = this.buffered ? this.keys!.shape[2] : 0;
+    if (held + T > capacity) this.growBuffers(held + T, keys, values);
+    writeRows(this.keys!, keys, held);
+    writeRows(this.values!, values, held);
+    for (let t = 0; t < T; t++) this.positions.push(this.seen + t);
+    this.seen += T;
+    return { keys: this.keys!, values: this.values!, keyPositions: this.positions.slice() };
+  }
+
+  /** Turns in-place buffers back into exact tensors `[B, KV, held, D]`: copies of their valid positions. */
+  private exact(): void {
+    if (!this.buffered) return;
+    const held = this.positions.length;
+    const cut = (buffer: tf.Tensor4D): tf.Tensor4D | null => {
+      const copy = held === 0 ? null : (tf.keep(validCopy(buffer, held)) as tf.Tensor4D);
+      buffer.dispose();
+      return copy;
+    };
+    this.keys = cut(this.keys!);
+    this.values = cut(this.values!);
+    this.buffered = false;
+  }
+
+  /** Whether this cache keeps every position it is given (a plain KV cache), so appends can go in place. */
+  protected abstract keepsEverything(): boolean;
+
+  /** Replaces the stored tensors by buffers with room for `need` positions or more, holding the valid ones. */
+  private growBuffers(need: number, keys: tf.Tensor4D, values: tf.Tensor4D): void {
+    const capacity = Math.ceil((need + (need >> 2)) / 64) * 64; // a quarter to spare, in whole 64s
+    const held = this.positions.length;
+    const grow = (old: tf.Tensor4D | null, like: tf.Tensor4D): tf.Tensor4D => {
+      const [B, KV, , D] = like.shape;
+      const buffer = tf.keep(tf.zeros([B, KV, capacity, D])) as tf.Tensor4D; // [B, KV, capacity, D]
+      if (old != null) {
+        copyPositions(backendArray(old), old.shape[2], backendArray(buffer), capacity, B * KV, held, D);
+        old.dispose();
+      }
+      return buffer;
+    };
+    this.keys = grow(this.keys, keys);
+    this.values = grow(this.values, values);
+    this.buffered = true;
+  }
+
+  /** Throws unless `keys` and `values` are new positions that fit each other and what is stored. */
+  private checkNew(keys: tf.Tensor4D, values: tf.Tensor4D, method: string): void {
+    this.checkAlive();
+    const name = `${this.constructor.name}.${method}`;
+    if (!(keys instanceof tf.Tensor) || !(values instanceof tf.Tensor) || keys.rank !== 4 || values.rank !== 4) {
+      throw new ShapeError(`${name}: keys and values must be rank 4 [B, KV, T, D]`, { field: 'keys', expected: 'rank 4' });
+    }
+    const [B, KV, T, Dh] = keys.shape;
+    if (values.shape[0] !== B || values.shape[1] !== KV || values.shape[2] !== T) {
+      throw new ShapeError(`${name}: values [${values.shape.join(', ')}] must match keys [${keys.shape.join(', ')}] in B, KV and T`, {
+        field: 'values',
+        expected: [B, KV, T],
+        found: values.shape.slice(0, 3),
+      });
+    }
+    if (T === 0) throw new ShapeError(`${name}: no new positions (T = 0)`, { field: 'keys', expected: 'T >= 1', found: 0 });
+    this.checkCompatible(B, KV, Dh, values.shape[3]);
+  }
+
+  /**
    * What is stored now, for a layer that shares this cache's K/V. The caller owns the returned tensors.
    *
    * @throws ConfigError when the cache is empty or disposed.
    */
   read(): SharedKV {
     this.checkAlive();
-    if (this.keys == null || this.values == null) {
+    const held = this.positions.length;
+    if (this.keys == null || this.values == null || held === 0) {
       throw new ConfigError(`${this.constructor.name}.read: the cache is empty (run the producing layer first)`, {
         field: 'cache',
         expected: 'a cache with at least one position',
         found: 0,
       });
     }
+    if (this.buffered) return { keys: validCopy(this.keys, held), values: validCopy(this.values, held), keyPositions: this.positions.slice() };
     return { keys: share(this.keys), values: share(this.values), keyPositions: this.positions.slice() };
   }
 
@@ -206,7 +298,12 @@ export abstract class AttentionCache {
    */
   async snapshot(): Promise<CacheSnapshot> {
     this.checkAlive();
-    const read = async (t: tf.Tensor4D | null) => (t == null ? null : { shape: t.shape.slice(), data: (await t.data()) as Float32Array });
+    const held = this.positions.length;
+    const read = async (t: tf.Tensor4D | null) => {
+      if (t == null || (this.buffered && held === 0)) return null;
+      if (this.buffered) return { shape: [t.shape[0], t.shape[1], held, t.shape[3]], data: validArray(t, held) };
+      return { shape: t.shape.slice(), data: (await t.data()) as Float32Array };
+    };
     return { ...this.settings(), length: this.seen, keyPositions: this.positions.slice(), keys: await read(this.keys), values: await read(this.values) };
   }
 
@@ -279,6 +376,12 @@ export abstract class AttentionCache {
       );
     }
     if (length === this.seen) return;
+    if (this.buffered) {
+      // Buffers hold positions 0 … held − 1 in order: keep a prefix; later appends overwrite the rest.
+      this.positions = this.positions.filter((p) => p < length);
+      this.seen = length;
+      return;
+    }
     const kept = this.positions.map((p, i) => [p, i] as const).filter(([p]) => p < length);
     const indices = this.retained(kept.map(([p]) => p)).map((i) => kept[i][1]);
     const old = [this.keys, this.values];
@@ -304,6 +407,7 @@ export abstract class AttentionCache {
     this.values?.dispose();
     this.keys = null;
     this.values = null;
+    this.buffered = false;
     this.positions = [];
     this.wasDisposed = true;
   }
@@ -366,8 +470,13 @@ export abstract class AttentionCache {
   /** Copies the state into `target` (a fresh cache of the same kind); the copy owns its own tensor handles. */
   protected copyInto<C extends AttentionCache>(target: C): C {
     this.checkAlive();
-    target.keys = this.keys == null ? null : (tf.keep(share(this.keys)) as tf.Tensor4D);
-    target.values = this.values == null ? null : (tf.keep(share(this.values)) as tf.Tensor4D);
+    const held = this.positions.length;
+    const copy = (t: tf.Tensor4D | null): tf.Tensor4D | null => {
+      if (t == null || (this.buffered && held === 0)) return null;
+      return tf.keep(this.buffered ? validCopy(t, held) : share(t)) as tf.Tensor4D; // never the buffers themselves
+    };
+    target.keys = copy(this.keys);
+    target.values = copy(this.values);
     target.positions = this.positions.slice();
     target.seen = this.seen;
     return target;
@@ -405,6 +514,60 @@ function selectPositions(x: tf.Tensor4D, indices: number[]): tf.Tensor4D {
   return (parts.length === 1 ? parts[0] : tf.concat(parts, 2)) as tf.Tensor4D; // [B, KV, kept, D]
 }
 
+/** Whether the current backend keeps tensors in arrays appendInPlace can write to (cpu's arrays, wasm's heap). */
+function inPlaceBackend(): boolean {
+  const name = tf.getBackend();
+  return name === 'cpu' || name === 'wasm';
+}
+
+/** Whether a gradient tape is recording (it would keep the buffers as they are now). */
+function recording(): boolean {
+  return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+}
+
+/**
+ * The backend's own storage of float32 tensor `t`: a view of the wasm heap (detached by the heap's next growth:
+ * take it after allocating), or the cpu backend's array. Writing to it changes `t` in place.
+ */
+function backendArray(t: tf.Tensor): Float32Array {
+  const backend = tf.backend() as unknown as {
+    typedArrayFromHeap?(t: tf.TensorInfo): Float32Array;
+    data?: { get(dataId: object): { values?: unknown } | undefined };
+  };
+  if (backend.typedArrayFromHeap != null) return backend.typedArrayFromHeap(t);
+  const values = backend.data?.get(t.dataId)?.values;
+  if (!(values instanceof Float32Array)) throw new Error(`AttentionCache: no float32 storage for a tensor on ${tf.getBackend()}`);
+  return values;
+}
+
+/** Copies the first `n` positions of `rows` blocks of `fromLength` positions (`D` floats each) into blocks of `toLength`. */
+function copyPositions(from: Float32Array, fromLength: number, to: Float32Array, toLength: number, rows: number, n: number, D: number): void {
+  for (let r = 0; r < rows; r++) to.set(from.subarray(r * fromLength * D, (r * fromLength + n) * D), r * toLength * D);
+}
+
+/** Writes `src` `[B, KV, T, D]` into `buffer` `[B, KV, capacity, D]` at positions `at … at + T − 1`, in place. */
+function writeRows(buffer: tf.Tensor4D, src: tf.Tensor4D, at: number): void {
+  const [B, KV, T, D] = src.shape;
+  const capacity = buffer.shape[2];
+  const from = backendArray(src);
+  const to = backendArray(buffer);
+  for (let r = 0; r < B * KV; r++) to.set(from.subarray(r * T * D, (r + 1) * T * D), (r * capacity + at) * D);
+}
+
+/** The first `held` positions of `buffer` `[B, KV, capacity, D]` as a new array `[B, KV, held, D]`. */
+function validArray(buffer: tf.Tensor4D, held: number): Float32Array {
+  const [B, KV, capacity, D] = buffer.shape;
+  const out = new Float32Array(B * KV * held * D);
+  copyPositions(backendArray(buffer), capacity, out, held, B * KV, held, D);
+  return out;
+}
+
+/** The first `held` positions of `buffer` as a tensor of its own (never a view of the buffer's storage). */
+function validCopy(buffer: tf.Tensor4D, held: number): tf.Tensor4D {
+  const [B, KV, , D] = buffer.shape;
+  return tf.tensor4d(validArray(buffer, held), [B, KV, held, D]); // [B, KV, held, D]
+}
+
 /**
  * The growing cache of full attention: keeps every position. Each update concatenates the new positions and
  * disposes the previous tensors.
@@ -432,6 +595,10 @@ function selectPositions(x: tf.Tensor4D, indices: number[]): tf.Tensor4D {
 export class KVCache extends AttentionCache {
   protected retained(allPositions: readonly number[]): number[] {
     return allPositions.map((_, i) => i);
+  }
+
+  protected keepsEverything(): boolean {
+    return true;
   }
 
   protected settings(): Pick<CacheSnapshot, 'kind'> {
@@ -516,6 +683,10 @@ export class SlidingWindowCache extends AttentionCache {
   /** The most positions this cache ever holds: `window + prefixLength`. */
   get capacity(): number {
     return this.window + this.prefixLength;
+  }
+
+  protected keepsEverything(): boolean {
+    return false;
   }
 
   protected retained(allPositions: readonly number[]): number[] {

@@ -1,11 +1,12 @@
 // The fused kernel on the wasm backend's threaded build, whose heap is a shared memory: the SIMD loops, instantiated
 // on that heap (the module's shared-memory variant), read q, k and v in place and match the naive kernel. A file of
-// its own: the thread count is fixed when the backend first starts in a process.
+// its own: the thread count is fixed when the backend first starts in a process. Caches appended in place write to
+// that heap too.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { initBackend, wasmHeapMemory } from '@slmkit/core';
 import { attentionSimdRanInPlace } from '../src/ops/wasm/fused-simd.js';
-import { expectFusedMatchesNaive, grid } from './fused-grid.js';
+import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, grid } from './fused-grid.js';
 
 describe('fused attention on the threaded wasm build', () => {
   it('reads the shared heap in place and equals the naive kernel, values and gradients', async () => {
@@ -16,5 +17,10 @@ describe('fused attention on the threaded wasm build', () => {
       await expectFusedMatchesNaive(g, 5, 'wasm', 1e-5);
       expect(attentionSimdRanInPlace(), name).toBe(true);
     }
+  });
+
+  it('the block decodes through caches appended in place on the shared heap, equal to the naive block', async () => {
+    await initBackend('wasm', { threads: 2 });
+    await expectBlockMatchesNaive({ ...blockCase, qkNorm: undefined }, blockMask, 1e-5);
   });
 });

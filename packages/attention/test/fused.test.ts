@@ -2,11 +2,13 @@
 // through the block (auto picks it, prefill and cached decoding equal the naive block); and its memory at T 4096.
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '@slmkit/core';
-import { CHUNKED_THRESHOLD, fusedAttention, hasFusedAttention, resolveImplementation } from '../src/index.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { CHUNKED_THRESHOLD, fusedAttention, hasFusedAttention, naiveAttention, resolveImplementation } from '../src/index.js';
+import { fusedAttentionOverBuffers } from '../src/ops/fused.js';
 import { attentionSimdAvailable, attentionSimdRanInPlace, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
 import type { Case } from './build.js';
 import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, expectNoSquareTensor, grid, inputs, type Grid } from './fused-grid.js';
-import { backends } from './helpers.js';
+import { backends, expectClose, take } from './helpers.js';
 
 afterAll(async () => {
   await initBackend('cpu');
@@ -35,7 +37,7 @@ describe('fused attention equals the naive kernel', () => {
   }
 
   it('wasm: the SIMD loops read q, k and v in place on the heap when head dims are whole vectors, else copy (cpu: copy)', async () => {
-    const cases: [string, Grid, boolean][] = [
+    const cases: ['cpu' | 'wasm', Grid, boolean][] = [
       ['wasm', { B: 1, H: 6, KV: 2, T: 3, S: 9, Dh: 8 }, true],
       ['wasm', { B: 1, H: 2, KV: 1, T: 4, S: 4, Dh: 4, Dv: 6 }, false],
       ['wasm', { B: 1, H: 2, KV: 1, T: 4, S: 4, Dh: 6 }, false],
@@ -45,6 +47,28 @@ describe('fused attention equals the naive kernel', () => {
       await initBackend(backend);
       await expectFusedMatchesNaive(g, 11, backend, 1e-5);
       expect(attentionSimdRanInPlace(), `${backend} Dh ${g.Dh} Dv ${g.Dv ?? g.Dh}`).toBe(inPlace);
+    }
+  });
+
+  it('over a cache\'s buffers (keys and values longer than the key positions): the first S positions, values and q gradient', async () => {
+    const g: Grid = { B: 2, H: 4, KV: 2, T: 3, S: 70, Dh: 8, window: 50 };
+    for (const [backend, simd, Dv] of [['cpu', true, 8], ['wasm', true, 8], ['wasm', true, 6], ['wasm', false, 8]] as const) {
+      await initBackend(backend);
+      setAttentionSimd(simd);
+      const x = inputs({ ...g, Dv }, 21);
+      // Buffers of capacity S + 9 whose spare positions hold large values a wrong stride would read.
+      const spare = (t: tf.Tensor4D): tf.Tensor4D => tf.concat([t, tf.fill([g.B, g.KV, 9, t.shape[3]], 1e3)], 2) as tf.Tensor4D;
+      const [kb, vb] = [spare(x.k), spare(x.v)];
+      const want = await take(naiveAttention(x.q, x.k, x.v, x.options));
+      const got = await take(fusedAttentionOverBuffers(x.q, kb, vb, x.options));
+      expectClose(got, want, 1e-5, `${backend} simd ${simd} Dv ${Dv}`);
+      const loss = (attend: (q: tf.Tensor4D) => tf.Tensor) => tf.grad((q: tf.Tensor) => tf.sum(tf.mul(attend(q as tf.Tensor4D), x.w)))(x.q);
+      const gotGrad = await take(loss((q) => fusedAttentionOverBuffers(q, kb, vb, x.options)));
+      const wantGrad = await take(loss((q) => naiveAttention(q, x.k, x.v, x.options)));
+      expectClose(gotGrad, wantGrad, 1e-4, `${backend} q gradient`);
+      tf.dispose([kb, vb]);
+      x.dispose();
+      setAttentionSimd(true);
     }
   });
 

@@ -280,6 +280,13 @@ export function webgpuFusedAttentionKernel({ inputs, backend, attrs }: Parameter
   const { q, k, v, keyMask } = inputs as unknown as Record<string, tf.TensorInfo>;
   const [B, H, T, Dh] = q.shape;
   const [, KV, S] = k.shape;
+  if (a.keyPositions.length !== S) {
+    throw new BackendError(`fused attention on webgpu: ${a.keyPositions.length} key positions for keys of length ${S} (cache buffers are cpu / wasm only)`, {
+      field: 'keyPositions',
+      expected: S,
+      found: a.keyPositions.length,
+    });
+  }
   const Dv = v.shape[3];
   const hasMask = keyMask.shape.length === 2;
   const rows = (H / KV) * T; // G · T query rows per key/value head

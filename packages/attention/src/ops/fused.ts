@@ -61,6 +61,12 @@ function kernelOptions(attrs: FusedAttrs, keyMask: tf.Tensor): AttentionKernelOp
 /** The tfjs-ops computation the fused kernel replaces: what the fallback and the gradient run. */
 function recompute({ q, k, v, keyMask }: FusedInputs, attrs: FusedAttrs): tf.Tensor4D {
   const options = kernelOptions(attrs, keyMask);
+  const S = attrs.keyPositions.length;
+  if (k.shape[2] > S) {
+    // Buffers of a cache (see fusedAttentionOverBuffers): their first S positions.
+    k = tf.slice(k, [0, 0, 0, 0], [-1, -1, S, -1]); // [B, KV, S, Dh]
+    v = tf.slice(v, [0, 0, 0, 0], [-1, -1, S, -1]); // [B, KV, S, Dv]
+  }
   const big = q.shape[2] * k.shape[2] > RECOMPUTE_CHUNKED_ABOVE;
   return big ? chunkedAttention(q, k, v, options) : naiveAttention(q, k, v, options);
 }
@@ -75,7 +81,7 @@ const op = defineFusedOp<FusedInputs, FusedAttrs>({ kernelName: FUSED_ATTENTION_
  * scored. Query head `h` reads key/value head `⌊h / G⌋` in place (no repeated K/V).
  */
 export function fusedAttentionForward(args: FusedForwardArgs, out: Float32Array): void {
-  const { B, H, KV, T, S, Dh, Dv, q, k, v, keyMask } = args;
+  const { B, H, KV, T, S, kvStride, Dh, Dv, q, k, v, keyMask } = args;
   const G = H / KV;
   const { scale, softcap, causal, slidingWindow: w, prefixLength: prefix, queryPositions: qPos, keyPositions: kPos } = args;
   const scores = new Float64Array(KEY_TILE);
@@ -85,7 +91,7 @@ export function fusedAttentionForward(args: FusedForwardArgs, out: Float32Array)
   for (let b = 0; b < B; b++) {
     const maskRow = keyMask === null ? -1 : b * S;
     for (let h = 0; h < H; h++) {
-      const kvBase = (b * KV + ((h / G) | 0)) * S;
+      const kvBase = (b * KV + ((h / G) | 0)) * kvStride;
       for (let t = 0; t < T; t++) {
         const qOff = ((b * H + h) * T + t) * Dh;
         const qp = qPos[t];
@@ -137,14 +143,15 @@ function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0])
   const a = attrs as unknown as FusedAttrs;
   const { q, k, v, keyMask } = inputs as unknown as Record<string, tf.TensorInfo>;
   const [B, H, T, Dh] = q.shape;
-  const [, KV, S] = k.shape;
+  const [, KV, kvStride] = k.shape; // S, or the capacity of a cache's buffers (of which the first S positions count)
+  const S = a.keyPositions.length;
   const Dv = v.shape[3];
   const hasMask = keyMask.shape.length === 2;
   // On wasm the SIMD loops read q, k and v in place on the heap, with a scratch row there, freed after.
   const heap = wasmHeapMemory(backend);
   const shapes = heap == null ? [[B, H, T, Dv]] : [[B, H, T, Dv], [simdScratchFloats(Dv, H / KV)]];
   const [out, scratch] = runTypedKernel(backend, hasMask ? [q, k, v, keyMask] : [q, k, v], shapes, ([qv, kv, vv, mask], [o, s]) => {
-    const args = { ...a, B, H, KV, T, S, Dh, Dv, q: qv, k: kv, v: vv, keyMask: hasMask ? mask : null };
+    const args = { ...a, B, H, KV, T, S, kvStride, Dh, Dv, q: qv, k: kv, v: vv, keyMask: hasMask ? mask : null };
     if (!fusedForwardSimd(args, o, heap == null ? null : { memory: heap, scratch: s })) fusedAttentionForward(args, o);
   });
   if (scratch != null) (backend as { disposeData(dataId: object): void }).disposeData(scratch.dataId);
@@ -238,6 +245,11 @@ export interface FusedAttentionOptions extends AttentionKernelOptions {
  */
 export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: FusedAttentionOptions): tf.Tensor4D {
   checkKernelInputs('fusedAttention', q, k, v, options);
+  return run(q, k, v, options, options.implementation);
+}
+
+/** The op on checked inputs; `k` and `v` may be longer than `keyPositions` (see {@link fusedAttentionOverBuffers}). */
+function run(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, options: AttentionKernelOptions, implementation: FusedAttentionOptions['implementation']): tf.Tensor4D {
   const { rules } = options;
   const attrs: FusedAttrs = {
     scale: options.scale,
@@ -250,8 +262,17 @@ export function fusedAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, o
   };
   return tf.tidy(() => {
     const keyMask: tf.Tensor = options.keyMask ?? tf.zeros([0]); // [B, S] or none
-    return op({ q, k, v, keyMask }, attrs, { implementation: options.implementation }) as tf.Tensor4D; // [B, H, T, Dv]
+    return op({ q, k, v, keyMask }, attrs, { implementation }) as tf.Tensor4D; // [B, H, T, Dv]
   });
+}
+
+/**
+ * {@link fusedAttention} over the first `keyPositions.length` positions of key and value buffers
+ * `[B, KV, capacity, D]` (what `AttentionCache.appendInPlace` returns), reading them in place. `cpu` and `wasm`
+ * only; the caller has checked the shapes. Internal.
+ */
+export function fusedAttentionOverBuffers(q: tf.Tensor4D, keys: tf.Tensor4D, values: tf.Tensor4D, options: AttentionKernelOptions): tf.Tensor4D {
+  return run(q, keys, values, options, 'fused');
 }
 
 /**

@@ -86,6 +86,8 @@ export interface FusedForwardArgs {
   KV: number;
   T: number;
   S: number;
+  /** Positions per (batch, key/value head) block of `k` and `v`: `S`, or a cache buffer's capacity (≥ `S`). */
+  kvStride: number;
   Dh: number;
   Dv: number;
   scale: number;
@@ -142,8 +144,10 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
     if (Dhp !== Dh || Dvp !== Dv) mem.fill(0, oQ, oS); // padded lanes must be 0
     copyRows(mem, oQ, a.q, B * H * T, Dh, Dhp);
-    copyRows(mem, oK, a.k, B * KV * S, Dh, Dhp);
-    copyRows(mem, oV, a.v, B * KV * S, Dv, Dvp);
+    for (let r = 0; r < B * KV; r++) {
+      copyRows(mem, oK + r * S * Dhp, a.k.subarray(r * a.kvStride * Dh), S, Dh, Dhp);
+      copyRows(mem, oV + r * S * Dvp, a.v.subarray(r * a.kvStride * Dv), S, Dv, Dvp);
+    }
   }
   const oP = oS + TILE;
   const oAcc = oP + TILE;
@@ -163,7 +167,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   for (let b = 0; b < B; b++) {
     const maskRow = keyMask === null ? -1 : b * S;
     for (let kvh = 0; kvh < KV; kvh++) {
-      const kvRow = (b * KV + kvh) * S;
+      const kvRow = (b * KV + kvh) * (inPlace ? a.kvStride : S); // copies hold S positions per block
       for (let t = 0; t < T; t++) {
         const qp = a.queryPositions[t];
         // The row's chunks of at most TILE keys.
