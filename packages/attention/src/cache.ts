@@ -233,8 +233,13 @@ export abstract class AttentionCache {
     this.buffered = false;
   }
 
-  /** Whether this cache keeps every position it is given (a plain KV cache), so appends can go in place. */
-  protected abstract keepsEverything(): boolean;
+  /**
+   * Whether this cache keeps every position it is given (a plain KV cache, which says so), so appends can go in
+   * place. (Not abstract: an abstract member here upsets TypeScript's inference over unions of model caches.)
+   */
+  protected keepsEverything(): boolean {
+    return false;
+  }
 
   /** Replaces the stored tensors by buffers with room for `need` positions or more, holding the valid ones. */
   private growBuffers(need: number, keys: tf.Tensor4D, values: tf.Tensor4D): void {
@@ -597,7 +602,7 @@ export class KVCache extends AttentionCache {
     return allPositions.map((_, i) => i);
   }
 
-  protected keepsEverything(): boolean {
+  protected override keepsEverything(): boolean {
     return true;
   }
 
@@ -683,10 +688,6 @@ export class SlidingWindowCache extends AttentionCache {
   /** The most positions this cache ever holds: `window + prefixLength`. */
   get capacity(): number {
     return this.window + this.prefixLength;
-  }
-
-  protected keepsEverything(): boolean {
-    return false;
   }
 
   protected retained(allPositions: readonly number[]): number[] {
