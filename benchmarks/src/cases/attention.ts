@@ -7,9 +7,10 @@
  *   visible keys of each query row in one kernel: WebAssembly SIMD on cpu / wasm, flash-style WGSL on webgpu).
  * - `attention/block`: the whole `Attention` block (q/k/v/o projections, rotary, the kernel its `auto` rule picks)
  *   on `[1, T, 576]`.
- * - `attention/decode`: one new token through the block against a `KVCache` already holding `ctx` positions;
- *   `attention/decode-window512` does the same for a block with a 512-token sliding window and its rolling
- *   `SlidingWindowCache`, whose cost stops growing past the window.
+ * - `attention/decode`: one new token through the block against a `KVCache` already holding `ctx` positions, which
+ *   it appends to in place on `cpu` / `wasm`; `attention/decode-concat` the same step through `forwardWithKV`, for
+ *   which the cache concatenates (the step before in-place appends); `attention/decode-window512` a block with a
+ *   512-token sliding window and its rolling `SlidingWindowCache`, whose cost stops growing past the window.
  *
  * GFLOP/s counts the useful work of the kernel: q·kᵀ and p·v over the visible (causal) pairs, 4·H·Dh per pair.
  * A decode step is bound by memory, so it reports GB/s: the cached keys and values plus the four projections'
@@ -61,7 +62,7 @@ function makeBlock(options: { implementation?: AttentionImplementation; slidingW
  * run (untimed) the cache is rolled back to `ctx` positions, as speculative decoding does, keeping the buffers a
  * decoding cache has; a cache that cannot roll back (a sliding window that dropped a needed position) is rebuilt.
  */
-function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCache): CaseInstance {
+function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCache, options: { concat?: boolean } = {}): CaseInstance {
   const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
   const v0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
   const x = tf.randomNormal([BATCH, 1, D]) as tf.Tensor3D; // [B, 1, D]
@@ -74,7 +75,13 @@ function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCach
       const kv = cache.update(k0, v0);
       tf.dispose([kv.keys, kv.values]);
     },
-    run: () => attn.forward(x, { cache: cache! }), // [B, 1, D]
+    run: () => {
+      if (!options.concat) return attn.forward(x, { cache: cache! }); // [B, 1, D]
+      // forwardWithKV hands the keys and values back, so the cache concatenates (update) instead of appending in place.
+      const { output, kv } = attn.forwardWithKV(x, { cache: cache! });
+      tf.dispose([kv.keys, kv.values]);
+      return output; // [B, 1, D]
+    },
     teardown: () => {
       cache?.dispose();
       tf.dispose([k0, v0, x]);
@@ -155,6 +162,15 @@ const DECODES = [
     quick: [128, 2048],
   },
   {
+    // The same step with the cache concatenated (what every step did before caches appended in place).
+    series: 'attention/decode-concat',
+    window: null,
+    concat: true,
+    makeCache: (): AttentionCache => new KVCache(),
+    held: (ctx: number) => ctx,
+    quick: [128, 2048],
+  },
+  {
     series: `attention/decode-window${WINDOW}`,
     window: WINDOW,
     makeCache: (): AttentionCache => new SlidingWindowCache(WINDOW),
@@ -163,7 +179,7 @@ const DECODES = [
   },
 ];
 
-const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
+const decode = DECODES.flatMap(({ series, window, concat, makeCache, held, quick }) =>
   CONTEXTS.map((ctx) =>
     benchCase({
       block: 'attention',
@@ -173,7 +189,7 @@ const decode = DECODES.flatMap(({ series, window, makeCache, held, quick }) =>
       shape: { B: BATCH, ctx, d: D, H, KV, Dh },
       bytes: decodeBytes(held(ctx)),
       quick: quick.includes(ctx),
-      setup: () => decodeStep(makeBlock({ slidingWindow: window }), ctx, makeCache),
+      setup: () => decodeStep(makeBlock({ slidingWindow: window }), ctx, makeCache, { concat }),
     }),
   ),
 );
