@@ -60,7 +60,8 @@ function makeBlock(options: { implementation?: AttentionImplementation; slidingW
 /**
  * One new token through `attn` against a cache holding `ctx` positions. Each step grows the cache, so before each
  * run (untimed) the cache is rolled back to `ctx` positions, as speculative decoding does, keeping the buffers a
- * decoding cache has; a cache that cannot roll back (a sliding window that dropped a needed position) is rebuilt.
+ * decoding cache has. A full sliding window cannot roll back but holds the same positions at every later length,
+ * so it goes on decoding; any other cache is rebuilt.
  */
 function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCache, options: { concat?: boolean } = {}): CaseInstance {
   const k0 = tf.randomNormal([BATCH, KV, ctx, Dh]) as tf.Tensor4D; // [B, KV, ctx, Dh]
@@ -70,6 +71,8 @@ function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCach
   return {
     beforeEach: () => {
       if (cache?.canTruncate(ctx)) return cache.truncate(ctx);
+      // A full rolling window holds as many positions at every length after: it just goes on decoding.
+      if (cache instanceof SlidingWindowCache && cache.heldLength === cache.capacity) return;
       cache?.dispose();
       cache = makeCache();
       const kv = cache.update(k0, v0);

@@ -626,7 +626,11 @@ export class Attention extends Module {
       let keyMask: tf.Tensor2D | null = null;
       if (call.attentionMask != null) {
         const m = tf.cast(call.attentionMask, 'float32') as tf.Tensor2D; // [B, S_total]
-        keyMask = keyIndexForMask == null ? m : (tf.gather(m, tf.tensor1d(keyIndexForMask, 'int32'), 1) as tf.Tensor2D); // [B, S]
+        // The mask's columns for the keys in the order the kernel reads them: a rolling buffer's slots are not in
+        // position order.
+        const order = inPlace?.keyPositions;
+        const columns = order == null ? keyIndexForMask : isIdentity(order, m.shape[1]) ? null : order;
+        keyMask = columns == null ? m : (tf.gather(m, tf.tensor1d(columns, 'int32'), 1) as tf.Tensor2D); // [B, S]
       }
       const kernelOptions: AttentionKernelOptions = {
         scale: this.scale,
@@ -777,6 +781,11 @@ export class Attention extends Module {
     }
     return { B, T, queryPositions, keyPositions, keyIndexForMask, implementation };
   }
+}
+
+/** Whether `positions` are exactly 0 … n − 1. */
+function isIdentity(positions: readonly number[], n: number): boolean {
+  return positions.length === n && positions.every((p, i) => p === i);
 }
 
 function checkImplementation(field: string, value: unknown): asserts value is AttentionImplementation {

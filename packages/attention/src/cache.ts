@@ -93,6 +93,8 @@ export abstract class AttentionCache {
    * copies of the valid part, or turns them back into exact tensors first ({@link AttentionCache.exact}).
    */
   private buffered = false;
+  /** While buffered: the buffer slot of each held position. */
+  private slotOf: (position: number) => number = (p) => p;
   private wasDisposed = false;
 
   /** Absolute positions seen so far; the next token's position. */
@@ -206,25 +208,49 @@ export abstract class AttentionCache {
    */
   appendInPlace(keys: tf.Tensor4D, values: tf.Tensor4D): SharedKV | null {
     this.checkNew(keys, values, 'appendInPlace');
-    const held = this.positions.length;
     const T = keys.shape[2];
-    if (!this.keepsEverything() || !inPlaceBackend() || recording()) return null;
-    if (held !== this.seen) return null; // positions were dropped before (a restored cache of another kind)
     const capacity = this.buffered ? this.keys!.shape[2] : 0;
-    if (held + T > capacity) this.growBuffers(held + T, keys, values);
-    writeRows(this.keys!, keys, held);
-    writeRows(this.values!, values, held);
-    for (let t = 0; t < T; t++) this.positions.push(this.seen + t);
+    const layout = this.inPlaceLayout(T, capacity);
+    if (layout == null || !inPlaceBackend() || recording()) return null;
+    if (!this.buffered || layout.capacity !== capacity) this.rebuffer(layout, keys, values);
+    const newPositions = Array.from({ length: T }, (_, t) => this.seen + t);
+    const slots = newPositions.map(layout.slotOf);
+    writeSlots(this.keys!, keys, slots);
+    writeSlots(this.values!, values, slots);
+    const all = [...this.positions, ...newPositions];
+    this.positions = this.retained(all).map((i) => all[i]);
     this.seen += T;
-    return { keys: this.keys!, values: this.values!, keyPositions: this.positions.slice() };
+    // What the kernel reads: the filled slots, a prefix of the buffers, and the position each one holds.
+    const slotPositions: number[] = [];
+    for (const p of this.positions) slotPositions[layout.slotOf(p)] = p;
+    if (slotPositions.length !== this.positions.length) throw new Error(`${this.constructor.name}.appendInPlace: buffer slots out of step (a bug)`);
+    return { keys: this.keys!, values: this.values!, keyPositions: slotPositions };
   }
 
-  /** Turns in-place buffers back into exact tensors `[B, KV, held, D]`: copies of their valid positions. */
+  /**
+   * How {@link AttentionCache.appendInPlace} lays positions out for `T` new ones, given the buffers' `capacity` now
+   * (0 before any): the capacity they need and the buffer slot of each position; `null` where it cannot append in
+   * place. None
+   * by default; {@link KVCache} and {@link SlidingWindowCache} say how. (Not abstract: an abstract member here
+   * upsets TypeScript's inference over unions of model caches.)
+   */
+  protected inPlaceLayout(T: number, capacity: number): { capacity: number; slotOf: (position: number) => number } | null {
+    void T;
+    void capacity;
+    return null;
+  }
+
+  /** The slots of the held positions, ascending by position. */
+  private heldSlots(): number[] {
+    return this.positions.map(this.slotOf);
+  }
+
+  /** Turns in-place buffers back into exact tensors `[B, KV, held, D]` (copies of the held positions, in order). */
   private exact(): void {
     if (!this.buffered) return;
-    const held = this.positions.length;
+    const slots = this.heldSlots();
     const cut = (buffer: tf.Tensor4D): tf.Tensor4D | null => {
-      const copy = held === 0 ? null : (tf.keep(validCopy(buffer, held)) as tf.Tensor4D);
+      const copy = slots.length === 0 ? null : (tf.keep(gatherCopy(buffer, slots)) as tf.Tensor4D);
       buffer.dispose();
       return copy;
     };
@@ -233,29 +259,22 @@ export abstract class AttentionCache {
     this.buffered = false;
   }
 
-  /**
-   * Whether this cache keeps every position it is given (a plain KV cache, which says so), so appends can go in
-   * place. (Not abstract: an abstract member here upsets TypeScript's inference over unions of model caches.)
-   */
-  protected keepsEverything(): boolean {
-    return false;
-  }
-
-  /** Replaces the stored tensors by buffers with room for `need` positions or more, holding the valid ones. */
-  private growBuffers(need: number, keys: tf.Tensor4D, values: tf.Tensor4D): void {
-    const capacity = Math.ceil((need + (need >> 2)) / 64) * 64; // a quarter to spare, in whole 64s
-    const held = this.positions.length;
-    const grow = (old: tf.Tensor4D | null, like: tf.Tensor4D): tf.Tensor4D => {
+  /** Moves what is held into new buffers laid out by `layout` (the held positions into their slots). */
+  private rebuffer(layout: { capacity: number; slotOf: (position: number) => number }, keys: tf.Tensor4D, values: tf.Tensor4D): void {
+    const from = this.buffered ? this.heldSlots() : this.positions.map((_, i) => i);
+    const to = this.positions.map(layout.slotOf);
+    const move = (old: tf.Tensor4D | null, like: tf.Tensor4D): tf.Tensor4D => {
       const [B, KV, , D] = like.shape;
-      const buffer = tf.keep(tf.zeros([B, KV, capacity, D])) as tf.Tensor4D; // [B, KV, capacity, D]
+      const buffer = tf.keep(tf.zeros([B, KV, layout.capacity, D])) as tf.Tensor4D; // [B, KV, capacity, D]
       if (old != null) {
-        copyPositions(backendArray(old), old.shape[2], backendArray(buffer), capacity, B * KV, held, D);
+        copySlots(backendArray(old), old.shape[2], from, backendArray(buffer), layout.capacity, to, B * KV, D);
         old.dispose();
       }
       return buffer;
     };
-    this.keys = grow(this.keys, keys);
-    this.values = grow(this.values, values);
+    this.keys = move(this.keys, keys);
+    this.values = move(this.values, values);
+    this.slotOf = layout.slotOf;
     this.buffered = true;
   }
 
@@ -293,7 +312,7 @@ export abstract class AttentionCache {
         found: 0,
       });
     }
-    if (this.buffered) return { keys: validCopy(this.keys, held), values: validCopy(this.values, held), keyPositions: this.positions.slice() };
+    if (this.buffered) return { keys: gatherCopy(this.keys, this.heldSlots()), values: gatherCopy(this.values, this.heldSlots()), keyPositions: this.positions.slice() };
     return { keys: share(this.keys), values: share(this.values), keyPositions: this.positions.slice() };
   }
 
@@ -306,7 +325,7 @@ export abstract class AttentionCache {
     const held = this.positions.length;
     const read = async (t: tf.Tensor4D | null) => {
       if (t == null || (this.buffered && held === 0)) return null;
-      if (this.buffered) return { shape: [t.shape[0], t.shape[1], held, t.shape[3]], data: validArray(t, held) };
+      if (this.buffered) return { shape: [t.shape[0], t.shape[1], held, t.shape[3]], data: gatherArray(t, this.heldSlots()) };
       return { shape: t.shape.slice(), data: (await t.data()) as Float32Array };
     };
     return { ...this.settings(), length: this.seen, keyPositions: this.positions.slice(), keys: await read(this.keys), values: await read(this.values) };
@@ -382,7 +401,8 @@ export abstract class AttentionCache {
     }
     if (length === this.seen) return;
     if (this.buffered) {
-      // Buffers hold positions 0 … held − 1 in order: keep a prefix; later appends overwrite the rest.
+      // The kept positions stay in their slots; later appends overwrite the others. (A rolling window that has
+      // wrapped around can only truncate to its own length, which returned above.)
       this.positions = this.positions.filter((p) => p < length);
       this.seen = length;
       return;
@@ -478,7 +498,7 @@ export abstract class AttentionCache {
     const held = this.positions.length;
     const copy = (t: tf.Tensor4D | null): tf.Tensor4D | null => {
       if (t == null || (this.buffered && held === 0)) return null;
-      return tf.keep(this.buffered ? validCopy(t, held) : share(t)) as tf.Tensor4D; // never the buffers themselves
+      return tf.keep(this.buffered ? gatherCopy(t, this.heldSlots()) : share(t)) as tf.Tensor4D; // never the buffers themselves
     };
     target.keys = copy(this.keys);
     target.values = copy(this.values);
@@ -545,32 +565,40 @@ function backendArray(t: tf.Tensor): Float32Array {
   return values;
 }
 
-/** Copies the first `n` positions of `rows` blocks of `fromLength` positions (`D` floats each) into blocks of `toLength`. */
-function copyPositions(from: Float32Array, fromLength: number, to: Float32Array, toLength: number, rows: number, n: number, D: number): void {
-  for (let r = 0; r < rows; r++) to.set(from.subarray(r * fromLength * D, (r * fromLength + n) * D), r * toLength * D);
+/**
+ * Copies, in each of `rows` blocks, the position rows at slots `fromSlots` of `from` (blocks of `fromLength` rows of
+ * `D` floats) to slots `toSlots` of `to` (blocks of `toLength`); runs of consecutive slots go as one copy.
+ */
+function copySlots(from: Float32Array, fromLength: number, fromSlots: readonly number[], to: Float32Array, toLength: number, toSlots: readonly number[], rows: number, D: number): void {
+  for (let i = 0; i < fromSlots.length; ) {
+    let n = 1;
+    while (i + n < fromSlots.length && fromSlots[i + n] === fromSlots[i] + n && toSlots[i + n] === toSlots[i] + n) n++;
+    for (let r = 0; r < rows; r++) {
+      const at = (r * fromLength + fromSlots[i]) * D;
+      to.set(from.subarray(at, at + n * D), (r * toLength + toSlots[i]) * D);
+    }
+    i += n;
+  }
 }
 
-/** Writes `src` `[B, KV, T, D]` into `buffer` `[B, KV, capacity, D]` at positions `at … at + T − 1`, in place. */
-function writeRows(buffer: tf.Tensor4D, src: tf.Tensor4D, at: number): void {
+/** Writes `src` `[B, KV, T, D]` into `buffer` `[B, KV, capacity, D]`, position `t` at slot `slots[t]`, in place. */
+function writeSlots(buffer: tf.Tensor4D, src: tf.Tensor4D, slots: readonly number[]): void {
   const [B, KV, T, D] = src.shape;
-  const capacity = buffer.shape[2];
-  const from = backendArray(src);
-  const to = backendArray(buffer);
-  for (let r = 0; r < B * KV; r++) to.set(from.subarray(r * T * D, (r + 1) * T * D), (r * capacity + at) * D);
+  copySlots(backendArray(src), T, Array.from({ length: T }, (_, t) => t), backendArray(buffer), buffer.shape[2], slots, B * KV, D);
 }
 
-/** The first `held` positions of `buffer` `[B, KV, capacity, D]` as a new array `[B, KV, held, D]`. */
-function validArray(buffer: tf.Tensor4D, held: number): Float32Array {
+/** The rows at `slots` of `buffer` `[B, KV, capacity, D]`, in that order, as a new array `[B, KV, slots, D]`. */
+function gatherArray(buffer: tf.Tensor4D, slots: readonly number[]): Float32Array {
   const [B, KV, capacity, D] = buffer.shape;
-  const out = new Float32Array(B * KV * held * D);
-  copyPositions(backendArray(buffer), capacity, out, held, B * KV, held, D);
+  const out = new Float32Array(B * KV * slots.length * D);
+  copySlots(backendArray(buffer), capacity, slots, out, slots.length, slots.map((_, i) => i), B * KV, D);
   return out;
 }
 
-/** The first `held` positions of `buffer` as a tensor of its own (never a view of the buffer's storage). */
-function validCopy(buffer: tf.Tensor4D, held: number): tf.Tensor4D {
+/** The rows at `slots` of `buffer` as a tensor of its own (never a view of the buffer's storage). */
+function gatherCopy(buffer: tf.Tensor4D, slots: readonly number[]): tf.Tensor4D {
   const [B, KV, , D] = buffer.shape;
-  return tf.tensor4d(validArray(buffer, held), [B, KV, held, D]); // [B, KV, held, D]
+  return tf.tensor4d(gatherArray(buffer, slots), [B, KV, slots.length, D]); // [B, KV, held, D]
 }
 
 /**
@@ -602,8 +630,11 @@ export class KVCache extends AttentionCache {
     return allPositions.map((_, i) => i);
   }
 
-  protected override keepsEverything(): boolean {
-    return true;
+  /** Position `p` in slot `p`; the buffers grow by a quarter, in whole 64s, when full. */
+  protected override inPlaceLayout(T: number, capacity: number): { capacity: number; slotOf: (position: number) => number } | null {
+    if (this.heldLength !== this.length) return null; // not positions 0 … length − 1 (cannot happen through the API)
+    const need = this.length + T;
+    return { capacity: need <= capacity ? capacity : Math.ceil((need + (need >> 2)) / 64) * 64, slotOf: (p) => p };
   }
 
   protected settings(): Pick<CacheSnapshot, 'kind'> {
@@ -688,6 +719,18 @@ export class SlidingWindowCache extends AttentionCache {
   /** The most positions this cache ever holds: `window + prefixLength`. */
   get capacity(): number {
     return this.window + this.prefixLength;
+  }
+
+  /**
+   * Mistral's rolling buffer: `prefixLength + window` slots, the prefix's positions in the first ones for good, each
+   * later position `p` in slot `prefixLength + (p − prefixLength) mod window`, over the one that left the window.
+   * Several new positions at once go in place only while nothing is overwritten: past that, a later one would
+   * overwrite a key an earlier new query still sees.
+   */
+  protected override inPlaceLayout(T: number): { capacity: number; slotOf: (position: number) => number } | null {
+    const { prefixLength: prefix, window } = this;
+    if (T > 1 && this.length + T > this.capacity) return null;
+    return { capacity: this.capacity, slotOf: (p) => (p < prefix ? p : prefix + ((p - prefix) % window)) };
   }
 
   protected retained(allPositions: readonly number[]): number[] {

@@ -26,7 +26,7 @@ function append(cache: AttentionCache, T: number, seed: number, inPlace: boolean
   if (inPlace) {
     const kv = cache.appendInPlace(k, v);
     expect(kv, 'appendInPlace accepted').not.toBeNull();
-    expect(kv!.keyPositions).toEqual(cache.keyPositions);
+    expect([...kv!.keyPositions].sort((a, b) => a - b)).toEqual(cache.keyPositions); // slot order, the positions held
     expect(kv!.keys.shape[2]).toBeGreaterThanOrEqual(cache.heldLength);
   } else {
     const kv = cache.update(k, v);
@@ -112,12 +112,43 @@ for (const backend of ['cpu', 'wasm'] as const) {
       expect(tf.memory().numTensors).toBe(before);
     });
 
-    it('declines (null, nothing changed) for a sliding window and while a gradient tape records', async () => {
+    it('a sliding window rolls over its slots in place (Mistral\'s buffer): equal to update() through wrap-arounds', async () => {
+      await initBackend(backend);
+      const before = tf.memory().numTensors;
+      const fast = new SlidingWindowCache(5, { prefixLength: 2 });
+      const ref = new SlidingWindowCache(5, { prefixLength: 2 });
+      append(fast, 3, 1, true); // nothing overwritten yet: several at once is fine
+      append(ref, 3, 1, false);
+      fast.truncate(2); // no wrap yet: a roll-back is possible
+      ref.truncate(2);
+      for (let t = 0; t < 13; t++) {
+        append(fast, 1, 30 + t, true); // past capacity 7, each new position overwrites the one leaving the window
+        append(ref, 1, 30 + t, false);
+        await expectSame(fast, ref, `after position ${fast.length - 1}`);
+      }
+      const [k1, v1] = rows(1, 90);
+      const kv = fast.appendInPlace(k1, v1);
+      disposeAll(k1, v1);
+      append(ref, 1, 90, false);
+      // Slot order: the prefix, then position p in slot 2 + (p − 2) mod 5 (held: 11 … 15).
+      expect(kv!.keyPositions).toEqual([0, 1, 12, 13, 14, 15, 11]);
+      expect([...kv!.keyPositions].sort((a, b) => a - b)).toEqual(fast.keyPositions);
+      const copy = fast.clone();
+      await expectSame(copy, ref, 'clone');
+      // Two positions at once would overwrite a key the first of them still sees: declined, then update() works.
+      const [k2, v2] = rows(2, 95);
+      expect(fast.appendInPlace(k2, v2)).toBeNull();
+      disposeAll(k2, v2);
+      append(fast, 2, 95, false);
+      append(ref, 2, 95, false);
+      await expectSame(fast, ref, 'after update() on a rolled buffer');
+      for (const c of [fast, ref, copy]) c.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    });
+
+    it('declines (null, nothing changed) while a gradient tape records', async () => {
       await initBackend(backend);
       const [k, v] = rows(2, 1);
-      const window = new SlidingWindowCache(4);
-      expect(window.appendInPlace(k, v)).toBeNull();
-      expect(window.length).toBe(0);
       const cache = new KVCache();
       let declined: unknown;
       tf.grad((x: tf.Tensor) => {
@@ -128,7 +159,6 @@ for (const backend of ['cpu', 'wasm'] as const) {
       expect(cache.length).toBe(0);
       expect(() => cache.appendInPlace(k, tf.zeros([B, KV, 3, Dv]) as tf.Tensor4D)).toThrow(/values \[2, 3, 3, 5\] must match keys/);
       disposeAll(k, v);
-      window.dispose();
       cache.dispose();
     });
 
