@@ -181,15 +181,18 @@ export abstract class AttentionCache {
 
   /**
    * Like {@link AttentionCache.update}, without copying what is held: the new positions are written in place into
-   * buffers the cache owns, `[B, KV, capacity, D]` with room to spare (grown by a quarter, copying, when full), and
-   * those buffers are returned with the positions they hold: only the first `keyPositions.length` are valid. They
-   * stay the cache's: the caller must not keep, dispose or differentiate them, and only a kernel that reads a prefix
-   * of its key axis can take them (the fused attention kernel, which {@link Attention} runs this way on `cpu` and
-   * `wasm` when it needs no keys and values back).
+   * buffers the cache owns, `[B, KV, capacity, D]`, and those buffers are returned with the position each filled
+   * slot holds (`keyPositions`, one per slot: only the first `keyPositions.length` slots count, and a rolling window's
+   * slots are not in position order). A {@link KVCache} grows its buffers by a quarter, copying, when full; a
+   * {@link SlidingWindowCache} writes each new position over the one leaving the window. The buffers stay the
+   * cache's: the caller must not keep, dispose or differentiate them, and only a kernel that reads a prefix of its
+   * key axis in any position order can take them (the fused attention kernel, which {@link Attention} runs this way
+   * on `cpu` and `wasm` when it needs no keys and values back).
    *
-   * Returns `null`, changing nothing, where it cannot work in place: a cache that drops positions (a sliding
-   * window), a backend other than `cpu` and `wasm`, or while a gradient tape records (the buffers' later writes
-   * would change what the tape saved). The caller then uses {@link AttentionCache.update}.
+   * Returns `null`, changing nothing, where it cannot work in place: a backend other than `cpu` and `wasm`, while a
+   * gradient tape records (the buffers' later writes would change what the tape saved), or several positions at
+   * once that would overwrite keys of a window the first of them still sees. The caller then uses
+   * {@link AttentionCache.update}.
    *
    * @throws ShapeError as {@link AttentionCache.update}.
    *
