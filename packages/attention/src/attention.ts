@@ -616,8 +616,8 @@ export class Attention extends Module {
       } else {
         const vh = heads(v!, KV, Dv, undefined); // [B, KV, T, Dv]
         // The fused kernel on cpu / wasm reads the cache's own buffers, appended in place (no copy of what is held):
-        // keys [B, KV, capacity, Dh], of which the first S positions count. They never leave the cache, so not when
-        // the caller wants the keys and values back.
+        // keys [B, KV, capacity, Dh], of which the filled slots count, holding the positions inPlace.keyPositions
+        // lists. They never leave the cache, so not when the caller wants the keys and values back.
         inPlace = call.cache != null && chosen === 'fused' && !wantKV ? call.cache.appendInPlace(kh!, vh) : null;
         // Otherwise, with a cache: everything held plus the new positions, keys [B, KV, S, Dh], values [B, KV, S, Dv].
         kv = inPlace ?? (call.cache != null ? call.cache.update(kh!, vh) : { keys: kh!, values: vh, keyPositions: queryPositions.slice() });
@@ -772,8 +772,7 @@ export class Attention extends Module {
           m instanceof tf.Tensor ? m.shape : typeof m,
         );
       }
-      const contiguous = keyPositions.length === total && keyPositions.every((kp, i) => kp === i);
-      if (!contiguous) {
+      if (!isIdentity(keyPositions, total)) {
         const outside = keyPositions.find((kp) => !Number.isInteger(kp) || kp < 0 || kp >= total);
         if (outside !== undefined) shapeError('attentionMask', `key position ${outside} lies outside the attentionMask's ${total} columns`, `< ${total}`, outside);
         keyIndexForMask = keyPositions;

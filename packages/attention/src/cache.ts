@@ -89,8 +89,8 @@ export abstract class AttentionCache {
   protected seen = 0;
   /**
    * True while `keys` and `values` are the buffers of {@link AttentionCache.appendInPlace}: `[B, KV, capacity, D]`,
-   * of which the first `heldLength` positions are valid. They never leave the cache: every other method reads
-   * copies of the valid part, or turns them back into exact tensors first ({@link AttentionCache.exact}).
+   * the held positions in their slots (`slotOf`). They never leave the cache: every other method reads copies of the
+   * held positions, or turns the buffers back into exact tensors first ({@link AttentionCache.exact}).
    */
   private buffered = false;
   /** While buffered: the buffer slot of each held position. */
@@ -233,9 +233,8 @@ export abstract class AttentionCache {
   /**
    * How {@link AttentionCache.appendInPlace} lays positions out for `T` new ones, given the buffers' `capacity` now
    * (0 before any): the capacity they need and the buffer slot of each position; `null` where it cannot append in
-   * place. None
-   * by default; {@link KVCache} and {@link SlidingWindowCache} say how. (Not abstract: an abstract member here
-   * upsets TypeScript's inference over unions of model caches.)
+   * place. None by default; {@link KVCache} and {@link SlidingWindowCache} say how. (Not abstract: an abstract
+   * member here upsets TypeScript's inference over unions of model caches.)
    */
   protected inPlaceLayout(T: number, capacity: number): { capacity: number; slotOf: (position: number) => number } | null {
     void T;
@@ -315,7 +314,10 @@ export abstract class AttentionCache {
         found: 0,
       });
     }
-    if (this.buffered) return { keys: gatherCopy(this.keys, this.heldSlots()), values: gatherCopy(this.values, this.heldSlots()), keyPositions: this.positions.slice() };
+    if (this.buffered) {
+      const slots = this.heldSlots();
+      return { keys: gatherCopy(this.keys, slots), values: gatherCopy(this.values, slots), keyPositions: this.positions.slice() };
+    }
     return { keys: share(this.keys), values: share(this.values), keyPositions: this.positions.slice() };
   }
 
@@ -542,6 +544,15 @@ function selectPositions(x: tf.Tensor4D, indices: number[]): tf.Tensor4D {
   return (parts.length === 1 ? parts[0] : tf.concat(parts, 2)) as tf.Tensor4D; // [B, KV, kept, D]
 }
 
+/**
+ * The buffer capacity for `need` slots, given `capacity` now: unchanged while it fits, else `need` and a quarter to
+ * spare in whole 64s (so appends copy what is held only now and then), at most `most`.
+ */
+function room(need: number, capacity: number, most: number): number {
+  if (need <= capacity) return capacity;
+  return Math.min(most, Math.ceil((need + (need >> 2)) / 64) * 64);
+}
+
 /** Whether the current backend keeps tensors in arrays appendInPlace can write to (cpu's arrays, wasm's heap). */
 function inPlaceBackend(): boolean {
   const name = tf.getBackend();
@@ -636,8 +647,7 @@ export class KVCache extends AttentionCache {
   /** Position `p` in slot `p`; the buffers grow by a quarter, in whole 64s, when full. */
   protected override inPlaceLayout(T: number, capacity: number): { capacity: number; slotOf: (position: number) => number } | null {
     if (this.heldLength !== this.length) return null; // not positions 0 … length − 1 (cannot happen through the API)
-    const need = this.length + T;
-    return { capacity: need <= capacity ? capacity : Math.ceil((need + (need >> 2)) / 64) * 64, slotOf: (p) => p };
+    return { capacity: room(this.length + T, capacity, Infinity), slotOf: (p) => p };
   }
 
   protected settings(): Pick<CacheSnapshot, 'kind'> {
@@ -727,13 +737,14 @@ export class SlidingWindowCache extends AttentionCache {
   /**
    * Mistral's rolling buffer: `prefixLength + window` slots, the prefix's positions in the first ones for good, each
    * later position `p` in slot `prefixLength + (p − prefixLength) mod window`, over the one that left the window.
+   * The buffers grow as a {@link KVCache}'s do up to those slots (a short context does not hold a whole window).
    * Several new positions at once go in place only while nothing is overwritten: past that, a later one would
    * overwrite a key an earlier new query still sees.
    */
-  protected override inPlaceLayout(T: number): { capacity: number; slotOf: (position: number) => number } | null {
+  protected override inPlaceLayout(T: number, capacity: number): { capacity: number; slotOf: (position: number) => number } | null {
     const { prefixLength: prefix, window } = this;
     if (T > 1 && this.length + T > this.capacity) return null;
-    return { capacity: this.capacity, slotOf: (p) => (p < prefix ? p : prefix + ((p - prefix) % window)) };
+    return { capacity: room(this.length + T, capacity, this.capacity), slotOf: (p) => (p < prefix ? p : prefix + ((p - prefix) % window)) };
   }
 
   protected retained(allPositions: readonly number[]): number[] {

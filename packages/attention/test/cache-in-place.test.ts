@@ -142,7 +142,16 @@ for (const backend of ['cpu', 'wasm'] as const) {
       append(fast, 2, 95, false);
       append(ref, 2, 95, false);
       await expectSame(fast, ref, 'after update() on a rolled buffer');
-      for (const c of [fast, ref, copy]) c.dispose();
+      // A window longer than the first buffers: they grow (64, then the whole 2 + 100 slots) before rolling.
+      const long = new SlidingWindowCache(100, { prefixLength: 2 });
+      const longRef = new SlidingWindowCache(100, { prefixLength: 2 });
+      for (let t = 0; t < 150; t++) {
+        append(long, 1, 1000 + t, true);
+        append(longRef, 1, 1000 + t, false);
+        if ([1, 63, 64, 65, 101, 102, 103, 149].includes(t)) await expectSame(long, longRef, `long window, position ${t}`);
+      }
+      expect(long.byteSize).toBe(B * KV * 102 * (Dh + Dv) * 4); // keys and values grown to the 102 slots, no further
+      for (const c of [fast, ref, copy, long, longRef]) c.dispose();
       expect(tf.memory().numTensors).toBe(before);
     });
 
