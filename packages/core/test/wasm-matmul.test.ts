@@ -1,6 +1,7 @@
 // The wasm backend's BatchMatMul as slmkit installs it: transposed products of matrices rewritten as plain ones
 // for XNNPACK must give what the cpu backend gives, for every transpose combination, above and below the size at
-// which the rewrite starts, batched products (left to tfjs), gradients, and tfjs's own error for bad shapes.
+// which the rewrite starts, batched products (one matrix at a time; broadcast batches left to tfjs), gradients, and
+// tfjs's own error for bad shapes.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import '../src/register-gradients.node.js';
@@ -54,9 +55,40 @@ describe('wasm BatchMatMul with transposed operands', () => {
     }
   }
 
-  it('batched products (left to tfjs) and the gradients of a training step agree with cpu', async () => {
-    const [cpuB, wasmB] = await onBoth(() => tf.matMul(tf.tensor3d(values(3, 2 * 70 * 80), [2, 70, 80]), tf.tensor3d(values(4, 2 * 90 * 80), [2, 90, 80]), false, true));
-    expectClose(wasmB, cpuB, 'batched');
+  // Batched: [lead, m, k, n], above the per-matrix threshold (one XNNPACK product per batch entry) and below it
+  // (tfjs's loop), rank 3 and 4, every transpose combination; broadcast batches stay with tfjs.
+  const batched: [number[], number, number, number][] = [
+    [[2], 70, 80, 90],
+    [[3], 128, 64, 96],
+    [[1, 3], 96, 64, 128],
+    [[2, 2], 4, 5, 6],
+  ];
+  for (const [lead, m, k, n] of batched) {
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      it(`batched [${lead.join(', ')}] x [${m}, ${k}] x [${k}, ${n}] with transposeA ${ta}, transposeB ${tb}`, async () => {
+        const size = lead.reduce((x, y) => x * y, 1);
+        const [cpu, wasm] = await onBoth(() => {
+          const a = tf.tensor(values(3, size * m * k), [...lead, ...(ta ? [k, m] : [m, k])]);
+          const b = tf.tensor(values(4, size * k * n), [...lead, ...(tb ? [n, k] : [k, n])]);
+          const y = tf.matMul(a, b, ta, tb);
+          expect(y.shape).toEqual([...lead, m, n]);
+          return y;
+        });
+        expectClose(wasm, cpu, `batched ${lead} ${m}x${k}x${n} ${ta} ${tb}`);
+      });
+    }
+  }
+
+  it('a broadcast batch (tfjs\'s path) and the gradients of batched products and of a training step agree with cpu', async () => {
+    const [cpuB, wasmB] = await onBoth(() => tf.matMul(tf.tensor3d(values(3, 1 * 70 * 80), [1, 70, 80]), tf.tensor3d(values(4, 3 * 90 * 80), [3, 90, 80]), false, true));
+    expectClose(wasmB, cpuB, 'broadcast');
+    const [cpuBG, wasmBG] = await onBoth(() => {
+      const a = tf.tensor3d(values(6, 3 * 100 * 64), [3, 100, 64]);
+      const b = tf.tensor3d(values(7, 3 * 64 * 120), [3, 64, 120]);
+      const w = tf.tensor3d(values(8, 3 * 100 * 120), [3, 100, 120]);
+      return tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y), w)))([a, b]);
+    });
+    expectClose(wasmBG, cpuBG, 'batched gradients');
     const [cpuG, wasmG] = await onBoth(() => {
       const mlp = GatedMLP.create(96, 200, { activation: 'silu', seed: 7 });
       const x = tf.tensor3d(values(5, 40 * 96), [1, 40, 96]);
