@@ -200,26 +200,30 @@ const decode = DECODES.flatMap(({ series, window, concat, makeCache, held, quick
 /**
  * The issue-10 comparison, in one run: the block forward at T 128 with the naive tfjs-ops kernel against the fused
  * kernel (`cpu` / `wasm`), each also with XNNPACK on two wasm threads (the projections' matmuls; the fused kernel
- * itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways.
+ * itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
+ * naive block on tfjs's own matmul kernel (`SLMKIT_WASM_TFJS_MATMUL=1`, in a child process): the plain tfjs path,
+ * before slmkit ran batched products through XNNPACK too.
  */
 const FUSED_T = 128;
 const blockVs = (
   [
-    ['naive', undefined],
-    ['fused', undefined],
-    ['naive', 2],
-    ['fused', 2],
+    ['naive', undefined, false],
+    ['fused', undefined, false],
+    ['naive', 2, false],
+    ['fused', 2, false],
+    ['naive', undefined, true],
   ] as const
-).map(([implementation, threads]) =>
+).map(([implementation, threads, tfjsMatMul]) =>
   benchCase({
     block: 'attention',
-    series: `attention/block-${implementation}${threads == null ? '' : `-${threads}threads`}`,
+    series: `attention/block-${implementation}${threads == null ? '' : `-${threads}threads`}${tfjsMatMul ? '-tfjs' : ''}`,
     axis: { name: 'T', value: FUSED_T },
     phase: 'prefill',
     shape: { B: BATCH, T: FUSED_T, d: D, H, KV, Dh },
     flops: 2 * BATCH * FUSED_T * D * (2 * H * Dh + 2 * KV * Dh) + causalFlops(FUSED_T),
     quick: true,
     ...(threads != null ? { threads } : {}),
+    ...(tfjsMatMul ? { env: { SLMKIT_WASM_TFJS_MATMUL: '1' } } : {}),
     setup: () => {
       const attn = makeBlock({ implementation });
       const x = tf.randomNormal([BATCH, FUSED_T, D]) as tf.Tensor3D; // [B, T, D]
