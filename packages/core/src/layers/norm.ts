@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel } from '../kernels.js';
 import { Module } from '../module.js';
 import { checkEps, checkFlag, checkLastDim, checkPositiveInt } from '../validate.js';
 
@@ -100,12 +101,69 @@ export class RMSNorm extends Module {
   forward(x: tf.Tensor): tf.Tensor {
     checkLastDim('RMSNorm', x, this.dim, 'dim');
     return tf.tidy(() => {
-      const meanSquare = tf.mean(tf.square(x), -1, true); // [..., 1]
-      const y = tf.mul(x, tf.rsqrt(tf.add(meanSquare, this.eps)));
-      if (this.weight == null) return y;
-      return tf.mul(y, this.unitOffset ? tf.add(this.weight, 1) : this.weight);
+      const weight = this.weight ?? tf.zeros([0]); // [dim], or none
+      const attrs: RMSNormAttrs = { eps: this.eps, unitOffset: this.unitOffset };
+      // A decode step's few rows: one kernel on cpu / wasm instead of six small ops (about 0.12 → 0.05 ms a norm,
+      // two norms a layer). More rows: the ops, whose wasm kernels are vectorised and beat the kernel's loop.
+      if (x.size > FUSED_NORM_MAX_ROWS * this.dim || !rmsNormOp.hasKernel()) return rmsNormOps({ x, weight }, attrs);
+      return rmsNormOp({ x, weight }, attrs, { implementation: 'fused' }); // [..., dim]
     });
   }
+}
+
+/** The most rows {@link RMSNorm} normalises with its kernel. */
+const FUSED_NORM_MAX_ROWS = 8;
+
+type RMSNormInputs = { x: tf.Tensor; weight: tf.Tensor };
+interface RMSNormAttrs {
+  eps: number;
+  unitOffset: boolean;
+}
+
+/** `x / √(mean(x²) + ε) · w` (or `1 + w`, or no scale for an empty `weight`) in tfjs ops: the reference. */
+function rmsNormOps({ x, weight }: RMSNormInputs, { eps, unitOffset }: RMSNormAttrs): tf.Tensor {
+  const meanSquare = tf.mean(tf.square(x), -1, true); // [..., 1]
+  const y = tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))); // [..., dim]
+  if (weight.size === 0) return y;
+  return tf.mul(y, unitOffset ? tf.add(weight, 1) : weight); // [..., dim]
+}
+
+const RMS_NORM_KERNEL = 'SlmkitRMSNorm';
+const rmsNormOp = defineFusedOp<RMSNormInputs, RMSNormAttrs>({ kernelName: RMS_NORM_KERNEL, naive: rmsNormOps });
+
+/** The kernel: per row, the mean square in float64, then the scaled row. */
+function rmsNormKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
+  const { x, weight } = inputs as unknown as Record<'x' | 'weight', tf.TensorInfo>;
+  const { eps, unitOffset } = attrs as unknown as RMSNormAttrs;
+  const d = x.shape[x.shape.length - 1];
+  const scaled = weight.shape[0] > 0;
+  const [y] = runTypedKernel(backend, scaled ? [x, weight] : [x], [x.shape], ([xv, w], [out]) => {
+    const g = new Float32Array(d).fill(1); // the scale: w, 1 + w, or none
+    if (scaled) for (let i = 0; i < d; i++) g[i] = unitOffset ? 1 + w[i] : w[i];
+    for (let at = 0; at < out.length; at += d) {
+      let sum = 0;
+      for (let i = at; i < at + d; i++) sum += xv[i] * xv[i];
+      const inv = 1 / Math.sqrt(sum / d + eps);
+      for (let i = 0; i < d; i++) out[at + i] = xv[at + i] * inv * g[i];
+    }
+  });
+  return y;
+}
+
+for (const backendName of ['cpu', 'wasm']) {
+  registerFusedKernel({
+    kernelName: RMS_NORM_KERNEL,
+    backendName,
+    kernelFunc: rmsNormKernel as tf.KernelFunc,
+    gradient: {
+      inputsToSave: ['x', 'weight'],
+      gradFunc: (dy, [x, weight], attrs) => {
+        const a = attrs as unknown as RMSNormAttrs;
+        const grads = recomputeGradients(['x', 'weight'] as const, { x, weight }, (t) => rmsNormOps(t, a), dy as tf.Tensor);
+        return { x: () => grads[0], weight: () => grads[1] };
+      },
+    },
+  });
 }
 
 /**

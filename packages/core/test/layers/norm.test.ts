@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import '../../src/register-gradients.node.js';
 import { initBackend } from '../../src/backend.js';
 import { ConfigError, ShapeError } from '../../src/errors.js';
 import { LayerNorm, RMSNorm, type LayerNormOptions, type RMSNormOptions } from '../../src/layers/norm.js';
@@ -104,6 +105,33 @@ describe('RMSNorm', () => {
       x.dispose();
       n.dispose();
     }
+  });
+
+  it('its kernel (cpu, wasm) has the gradients of the formula in tfjs ops, for x and the weight', async () => {
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      for (const options of [{ eps: 1e-6 }, { eps: 1e-3, unitOffset: true }, { eps: 1e-6, elementwiseAffine: false }] as RMSNormOptions[]) {
+        const n = await rms(options);
+        const x = tf.tensor(xs, [rows, dim]);
+        const dy = tf.tensor(randn(rows * dim, 24), [rows, dim]);
+        const formula = (v: tf.Tensor, weight: tf.Tensor | undefined): tf.Tensor => {
+          const y = tf.mul(v, tf.rsqrt(tf.add(tf.mean(tf.square(v), -1, true), options.eps)));
+          return weight == null ? y : tf.mul(y, options.unitOffset ? tf.add(weight, 1) : weight);
+        };
+        const gotX = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(n.forward(v), dy)))(x);
+        const wantX = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(formula(v, n.weight), dy)))(x);
+        expectClose(await take(gotX), await take(wantX), 1e-5);
+        if (n.weight != null) {
+          const got = tf.variableGrads(() => tf.sum(tf.mul(n.forward(x), dy)) as tf.Scalar, [n.weight]);
+          const wantW = tf.grad((w: tf.Tensor) => tf.sum(tf.mul(formula(x, w), dy)))(n.weight);
+          expectClose(await take(got.grads[n.weight.name]), await take(wantW), 1e-5);
+          got.value.dispose();
+        }
+        tf.dispose([x, dy]);
+        n.dispose();
+      }
+    }
+    await initBackend('cpu');
   });
 
   it('gives the cpu output on every backend', async () => {
