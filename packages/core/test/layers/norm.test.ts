@@ -56,6 +56,18 @@ describe('RMSNorm', () => {
     });
   }
 
+  it('matches the reference past the kernel\'s 8 rows too (tfjs ops), on cpu and wasm', async () => {
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      const n = await rms({ eps: 1e-6, unitOffset: true });
+      const x = tf.tensor([...xs, ...xs], [2 * rows, dim]); // 12 rows
+      expectClose(await take(n.forward(x)), rmsNormRef([...xs, ...xs], w, dim, 1e-6, true));
+      x.dispose();
+      n.dispose();
+    }
+    await initBackend('cpu');
+  });
+
   it('initialises to the identity scale: ones, or zeros with unitOffset; weightless has no parameter', () => {
     const plain = new RMSNorm(4, { eps: 1e-5 });
     const gemma = new RMSNorm(4, { eps: 1e-5, unitOffset: true });
