@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '../errors.js';
-import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel } from '../kernels.js';
+import { defineFusedOp, fusedGradient, registerFusedKernel, runTypedKernel } from '../kernels.js';
 import { Module } from '../module.js';
 import { checkEps, checkFlag, checkLastDim, checkPositiveInt } from '../validate.js';
 
@@ -150,20 +150,10 @@ function rmsNormKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0])
   return y;
 }
 
+// No backward kernel: the gradient recomputes the ops and differentiates them.
+const rmsNormGradient = fusedGradient<'x' | 'weight', RMSNormAttrs>({ inputNames: ['x', 'weight'], gradKernelName: `${RMS_NORM_KERNEL}Grad`, recompute: rmsNormOps });
 for (const backendName of ['cpu', 'wasm']) {
-  registerFusedKernel({
-    kernelName: RMS_NORM_KERNEL,
-    backendName,
-    kernelFunc: rmsNormKernel as tf.KernelFunc,
-    gradient: {
-      inputsToSave: ['x', 'weight'],
-      gradFunc: (dy, [x, weight], attrs) => {
-        const a = attrs as unknown as RMSNormAttrs;
-        const grads = recomputeGradients(['x', 'weight'] as const, { x, weight }, (t) => rmsNormOps(t, a), dy as tf.Tensor);
-        return { x: () => grads[0], weight: () => grads[1] };
-      },
-    },
-  });
+  registerFusedKernel({ kernelName: RMS_NORM_KERNEL, backendName, kernelFunc: rmsNormKernel as tf.KernelFunc, gradient: rmsNormGradient });
 }
 
 /**
