@@ -103,15 +103,19 @@ export function checkLastDim(owner: string, x: tf.Tensor, expected: number, labe
 }
 
 /**
- * Throws a {@link ConfigError} unless `p` is a projection (a {@link Module} with a `forward`) that maps `inFeatures`
- * to `outFeatures` (as far as it declares its widths): how a block checks the parts a caller hands it.
+ * Throws a {@link ConfigError} unless `p` is a projection (a {@link Module} with a `forward`) and, when widths are
+ * given, maps `inFeatures` to `outFeatures` (as far as it declares its widths): how a block checks the parts a caller
+ * hands it.
  *
  * @param field - the part's name (`inProj`).
+ * @param inFeatures - the input width the block needs, if it checks widths here.
+ * @param outFeatures - the output width the block needs, if it checks widths here.
  *
  * @example
  * ```ts
  * import { Linear, checkProjection } from '@slmkit/core';
  * checkProjection('MyBlock', 'upProj', new Linear(16, 64), 16, 64); // ok
+ * checkProjection('MyBlock', 'downProj', new Linear(64, 16)); // ok: a projection, widths not checked
  * // checkProjection('MyBlock', 'upProj', new Linear(16, 32), 16, 64) throws "MyBlock: upProj must map 16 → 64 features, found 16 → 32"
  * ```
  */
@@ -119,12 +123,18 @@ export function checkProjection(
   owner: string,
   field: string,
   p: unknown,
-  inFeatures: number,
-  outFeatures: number,
+  inFeatures?: number,
+  outFeatures?: number,
 ): void {
   if (!(p instanceof Module) || typeof (p as { forward?: unknown }).forward !== 'function') {
-    throw new ConfigError(`${owner}: ${field} must be a Projection (a Module with forward)`, { field, expected: 'Projection', found: typeof p });
+    const found = p instanceof Module ? `${p.constructor.name} without forward()` : p === null ? 'null' : typeof p;
+    throw new ConfigError(`${owner}: ${field} must be a Module with forward(x), found ${found}`, {
+      field,
+      expected: 'a Projection (a Module with forward)',
+      found,
+    });
   }
+  if (inFeatures == null || outFeatures == null) return;
   const { inFeatures: inF, outFeatures: outF } = p as { inFeatures?: number; outFeatures?: number };
   if ((inF != null && inF !== inFeatures) || (outF != null && outF !== outFeatures)) {
     throw new ConfigError(`${owner}: ${field} must map ${inFeatures} → ${outFeatures} features, found ${inF} → ${outF}`, {

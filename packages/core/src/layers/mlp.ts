@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
 import { Module } from '../module.js';
+import { checkProjection } from '../validate.js';
 import { activation as activationFn, type Activation, type ActivationFn } from './activations.js';
 import { Linear, type Projection } from './linear.js';
 
@@ -260,17 +261,6 @@ export class MLP extends Module {
 function resolveActivation(a: Activation | ActivationFn | undefined): { name: Activation | undefined; fn: ActivationFn } {
   if (typeof a === 'function') return { name: undefined, fn: a };
   return { name: a, fn: activationFn(a as Activation) };
-}
-
-function checkProjection(block: string, field: string, p: unknown): void {
-  if (!(p instanceof Module) || typeof (p as { forward?: unknown }).forward !== 'function') {
-    const found = p instanceof Module ? `${p.constructor.name} without forward()` : p === null ? 'null' : typeof p;
-    throw new ConfigError(`${block}: ${field} must be a Module with forward(x), found ${found}`, {
-      field,
-      expected: 'a Projection (a Module with forward)',
-      found,
-    });
-  }
 }
 
 function checkWidth(block: string, field: string, value: number | undefined, otherField: string, other: number | undefined): void {
