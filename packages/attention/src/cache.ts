@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { ConfigError, ShapeError } from '@slmkit/core';
+import { ConfigError, ShapeError, tensorStorage } from '@slmkit/core';
 
 /**
  * Keys and values to attend over, with the absolute position of each: what a cache returns, and what a KV-producing
@@ -269,7 +269,7 @@ export abstract class AttentionCache {
       const [B, KV, , D] = like.shape;
       const buffer = tf.keep(tf.zeros([B, KV, layout.capacity, D])) as tf.Tensor4D; // [B, KV, capacity, D]
       if (old != null) {
-        copySlots(backendArray(old), old.shape[2], from, backendArray(buffer), layout.capacity, to, B * KV, D);
+        copySlots(storage(old), old.shape[2], from, storage(buffer), layout.capacity, to, B * KV, D);
         old.dispose();
       }
       return buffer;
@@ -553,6 +553,11 @@ function room(need: number, capacity: number, most: number): number {
   return Math.min(most, Math.ceil((need + (need >> 2)) / 64) * 64);
 }
 
+/** The current backend's own storage of `t`: writing to it changes `t` in place (only the cache's buffers). */
+function storage(t: tf.Tensor): Float32Array {
+  return tensorStorage(tf.backend(), t);
+}
+
 /** Whether the current backend keeps tensors in arrays appendInPlace can write to (cpu's arrays, wasm's heap). */
 function inPlaceBackend(): boolean {
   const name = tf.getBackend();
@@ -562,21 +567,6 @@ function inPlaceBackend(): boolean {
 /** Whether a gradient tape is recording (it would keep the buffers as they are now). */
 function recording(): boolean {
   return (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
-}
-
-/**
- * The backend's own storage of float32 tensor `t`: a view of the wasm heap (detached by the heap's next growth:
- * take it after allocating), or the cpu backend's array. Writing to it changes `t` in place.
- */
-function backendArray(t: tf.Tensor): Float32Array {
-  const backend = tf.backend() as unknown as {
-    typedArrayFromHeap?(t: tf.TensorInfo): Float32Array;
-    data?: { get(dataId: object): { values?: unknown } | undefined };
-  };
-  if (backend.typedArrayFromHeap != null) return backend.typedArrayFromHeap(t);
-  const values = backend.data?.get(t.dataId)?.values;
-  if (!(values instanceof Float32Array)) throw new Error(`AttentionCache: no float32 storage for a tensor on ${tf.getBackend()}`);
-  return values;
 }
 
 /**
@@ -598,14 +588,14 @@ function copySlots(from: Float32Array, fromLength: number, fromSlots: readonly n
 /** Writes `src` `[B, KV, T, D]` into `buffer` `[B, KV, capacity, D]`, position `t` at slot `slots[t]`, in place. */
 function writeSlots(buffer: tf.Tensor4D, src: tf.Tensor4D, slots: readonly number[]): void {
   const [B, KV, T, D] = src.shape;
-  copySlots(backendArray(src), T, Array.from({ length: T }, (_, t) => t), backendArray(buffer), buffer.shape[2], slots, B * KV, D);
+  copySlots(storage(src), T, Array.from({ length: T }, (_, t) => t), storage(buffer), buffer.shape[2], slots, B * KV, D);
 }
 
 /** The rows at `slots` of `buffer` `[B, KV, capacity, D]`, in that order, as a new array `[B, KV, slots, D]`. */
 function gatherArray(buffer: tf.Tensor4D, slots: readonly number[]): Float32Array {
   const [B, KV, capacity, D] = buffer.shape;
   const out = new Float32Array(B * KV * slots.length * D);
-  copySlots(backendArray(buffer), capacity, slots, out, slots.length, slots.map((_, i) => i), B * KV, D);
+  copySlots(storage(buffer), capacity, slots, out, slots.length, slots.map((_, i) => i), B * KV, D);
   return out;
 }
 

@@ -319,13 +319,42 @@ export function fusedGradient<N extends string, A>(spec: FusedGradientSpec<N, A>
   };
 }
 
-/** What {@link runTypedKernel} needs of a `cpu` or `wasm` backend. */
+/** What {@link runTypedKernel} and {@link tensorStorage} need of a `cpu` or `wasm` backend. */
 interface TypedArrayBackend {
-  readSync(dataId: object): unknown;
   makeTensorInfo(shape: number[], dtype: tf.DataType, values?: Float32Array): tf.TensorInfo;
   /** `wasm` only (`cpu` has a `makeOutput` of another signature: the two are told apart by `typedArrayFromHeap`). */
   makeOutput?(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap?(info: tf.TensorInfo): Float32Array | Int32Array;
+  /** `cpu`: its tensors' arrays, by data id. */
+  data?: { get(dataId: object): { values?: unknown } | undefined };
+}
+
+/**
+ * The `cpu` or `wasm` backend's own storage of a float32 or int32 tensor: a view of the wasm heap (detached when the
+ * heap next grows, so take it after allocating), or the cpu backend's array. Writing to it changes the tensor in
+ * place, which tfjs otherwise never does: only for storage that no other tensor or caller can see.
+ *
+ * @param backend - a `cpu` or `wasm` backend (`tf.backend()`, or a kernel's `backend`).
+ * @throws Error for another backend, or a tensor without such storage (a complex or string tensor).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { tensorStorage } from '@slmkit/core';
+ * await tf.setBackend('cpu');
+ * const x = tf.tensor1d([1, 2, 3]);
+ * console.log(Array.from(tensorStorage(tf.backend(), x))); // [1, 2, 3]
+ * x.dispose();
+ * ```
+ */
+export function tensorStorage<V extends Float32Array | Int32Array = Float32Array>(backend: unknown, info: tf.TensorInfo): V {
+  const b = backend as TypedArrayBackend;
+  if (b.typedArrayFromHeap != null) return b.typedArrayFromHeap(info) as V;
+  const values = b.data?.get(info.dataId)?.values;
+  if (!(values instanceof Float32Array) && !(values instanceof Int32Array)) {
+    throw new Error(`tensorStorage: no float32 or int32 storage for a tensor on backend ${tf.getBackend()}`);
+  }
+  return values as V;
 }
 
 /**
@@ -364,14 +393,14 @@ export function runTypedKernel<V extends Float32Array | Int32Array = Float32Arra
   if (b.typedArrayFromHeap != null) {
     const outs = outShapes.map((shape) => b.makeOutput!(shape, 'float32'));
     body(
-      inputs.map((t) => b.typedArrayFromHeap!(t) as V),
-      outs.map((t) => b.typedArrayFromHeap!(t) as Float32Array),
+      inputs.map((t) => tensorStorage<V>(b, t)),
+      outs.map((t) => tensorStorage(b, t)),
     );
     return outs;
   }
   const outs = outShapes.map((shape) => new Float32Array(shape.reduce((x, y) => x * y, 1)));
   body(
-    inputs.map((t) => b.readSync(t.dataId) as V),
+    inputs.map((t) => tensorStorage<V>(b, t)),
     outs,
   );
   return outs.map((values, i) => b.makeTensorInfo(outShapes[i], 'float32', values));
