@@ -105,8 +105,8 @@ export class RMSNorm extends Module {
       const attrs: RMSNormAttrs = { eps: this.eps, unitOffset: this.unitOffset };
       // A decode step's few rows: one kernel on cpu / wasm instead of six small ops (about 0.12 → 0.05 ms a norm,
       // two norms a layer). More rows: the ops, whose wasm kernels are vectorised and beat the kernel's loop.
-      if (x.size > FUSED_NORM_MAX_ROWS * this.dim || !rmsNormOp.hasKernel()) return rmsNormOps({ x, weight }, attrs);
-      return rmsNormOp({ x, weight }, attrs, { implementation: 'fused' }); // [..., dim]
+      const implementation = x.size <= FUSED_NORM_MAX_ROWS * this.dim && rmsNormOp.hasKernel() ? 'fused' : 'naive';
+      return rmsNormOp({ x, weight }, attrs, { implementation }); // [..., dim]
     });
   }
 }

@@ -118,12 +118,15 @@ function sourceIds(named: Record<string, { dataId: object }>): object[] {
   return [named.packed.dataId, named.scales.dataId, named.zeros.dataId, named.bias.dataId];
 }
 
+/** Whether `r` is a live resident copy made from the tensors of data ids `ids`. */
+function isCopyOf(r: ResidentQuantWeight | undefined, ids: readonly object[]): r is ResidentQuantWeight {
+  return r !== undefined && !r.isFreed && ids.every((id, k) => id === r.sources[k]);
+}
+
 /** The resident copy of these inputs' weight, if there is a live one made from these very tensors. */
 function residentOf(named: Record<string, { dataId: object }>): ResidentQuantWeight | undefined {
   const r = residents.get(named.packed.dataId);
-  if (r === undefined || r.isFreed || !quantSimdSupports(r)) return undefined;
-  const ids = sourceIds(named);
-  return ids.every((id, k) => id === r.sources[k]) ? r : undefined;
+  return isCopyOf(r, sourceIds(named)) && quantSimdSupports(r) ? r : undefined;
 }
 
 function cpuKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
@@ -443,8 +446,7 @@ export class QuantizedLinear extends Module {
     const backend = tf.getBackend();
     if (backend !== 'cpu' && backend !== 'wasm') return;
     const ids = sourceIds({ packed: this.packed, scales: this.scales, zeros: this.zeros ?? this.empty, bias: this.bias ?? this.empty });
-    const r = this.resident;
-    if (r !== undefined && !r.isFreed && ids.every((id, k) => id === r.sources[k])) return;
+    if (isCopyOf(this.resident, ids)) return;
     this.releaseResident();
     if (!quantSimdSupports(this)) return;
     const made = ResidentQuantWeight.create(this.packedWeight(), this.bias == null ? new Float32Array(0) : (this.bias.dataSync() as Float32Array));
