@@ -26,6 +26,16 @@ export const MODULES = [
     what: 'The quantised-matmul WebAssembly module (quant.wat), base64.',
   },
   {
+    wat: 'packages/core/src/wasm/gemm.wat',
+    ts: 'packages/core/src/wasm/gemm-wasm.ts',
+    constant: 'GEMM_WASM_BASE64',
+    what: 'The float32 GEMM WebAssembly module (gemm.wat), importing an unshared memory, base64.',
+    shared: {
+      constant: 'GEMM_SHARED_WASM_BASE64',
+      what: 'The same module importing a shared memory (the wasm backend\'s threaded build), base64.',
+    },
+  },
+  {
     wat: 'packages/attention/src/ops/wasm/attention.wat',
     ts: 'packages/attention/src/ops/wasm/attention-wasm.ts',
     constant: 'ATTENTION_WASM_BASE64',

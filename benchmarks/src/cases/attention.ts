@@ -202,28 +202,30 @@ const decode = DECODES.flatMap(({ series, window, concat, makeCache, held, quick
  * kernel (`cpu` / `wasm`), each also with XNNPACK on two wasm threads (the projections' matmuls; the fused kernel
  * itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
  * naive block on tfjs's own matmul kernel (`SLMKIT_WASM_TFJS_MATMUL=1`, in a child process): the plain tfjs path,
- * before slmkit ran batched products through XNNPACK too.
+ * before slmkit ran batched products through XNNPACK too. `-xnnpack` runs the fused block with its projections on
+ * XNNPACK (`SLMKIT_WASM_XNNPACK=1`): the before of slmkit's GEMM.
  */
 const FUSED_T = 128;
 const blockVs = (
   [
-    ['naive', undefined, false],
-    ['fused', undefined, false],
-    ['naive', 2, false],
-    ['fused', 2, false],
-    ['naive', undefined, true],
+    ['naive', undefined, null],
+    ['fused', undefined, null],
+    ['naive', 2, null],
+    ['fused', 2, null],
+    ['naive', undefined, 'tfjs'],
+    ['fused', undefined, 'xnnpack'],
   ] as const
-).map(([implementation, threads, tfjsMatMul]) =>
+).map(([implementation, threads, matmul]) =>
   benchCase({
     block: 'attention',
-    series: `attention/block-${implementation}${threads == null ? '' : `-${threads}threads`}${tfjsMatMul ? '-tfjs' : ''}`,
+    series: `attention/block-${implementation}${threads == null ? '' : `-${threads}threads`}${matmul != null ? `-${matmul}` : ''}`,
     axis: { name: 'T', value: FUSED_T },
     phase: 'prefill',
     shape: { B: BATCH, T: FUSED_T, d: D, H, KV, Dh },
     flops: 2 * BATCH * FUSED_T * D * (2 * H * Dh + 2 * KV * Dh) + causalFlops(FUSED_T),
     quick: true,
     ...(threads != null ? { threads } : {}),
-    ...(tfjsMatMul ? { env: { SLMKIT_WASM_TFJS_MATMUL: '1' } } : {}),
+    ...(matmul != null ? { env: matmul === 'tfjs' ? { SLMKIT_WASM_TFJS_MATMUL: '1' } : { SLMKIT_WASM_XNNPACK: '1' } } : {}),
     setup: () => {
       const attn = makeBlock({ implementation });
       const x = tf.randomNormal([BATCH, FUSED_T, D]) as tf.Tensor3D; // [B, T, D]

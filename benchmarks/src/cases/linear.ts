@@ -26,14 +26,17 @@ const PROJECTIONS = [
   { name: 'lm_head', inF: SMOLLM.hidden, outF: SMOLLM.vocab, Ts: [1, 128], quick: [1] },
 ];
 
+// up_proj at T 128 again with its matmul on XNNPACK (`-xnnpack`, SLMKIT_WASM_XNNPACK=1 in a child process): the
+// before of slmkit's GEMM.
 const modules = PROJECTIONS.flatMap(({ name, inF, outF, Ts, quick }) =>
-  Ts.map((T) =>
+  [...Ts.map((T) => [T, false] as const), ...(name === 'up_proj' ? [[128, true] as const] : [])].map(([T, xnnpack]) =>
     benchCase({
       block: 'linear',
-      series: `linear/${name}`,
+      series: `linear/${name}${xnnpack ? '-xnnpack' : ''}`,
       axis: { name: 'T', value: T },
       ...shapeOf(T, inF, outF),
       quick: quick.includes(T),
+      ...(xnnpack ? { env: { SLMKIT_WASM_XNNPACK: '1' } } : {}),
       setup: () => {
         const layer = new Linear(inF, outF, { bias: false, seed: 0 });
         const x = tf.randomNormal([BATCH, T, inF]); // [B, T, in]

@@ -13,17 +13,27 @@ const ff = SMOLLM.intermediate;
 const forwardFlops = (T: number): number => 3 * 2 * BATCH * T * d * ff;
 
 // The forward on one thread at each T, and on two wasm threads at T 128 (the `-2threads` series runs in a child
-// process of the same run).
-const forward = [[1], [128], [512], [128, 2]].map(([T, threads]) =>
+// process of the same run); at T 128 also with every matmul on XNNPACK (`-xnnpack`, SLMKIT_WASM_XNNPACK=1: the
+// before of slmkit's GEMM), on one thread and two.
+const FORWARD: { T: number; threads?: number; xnnpack?: boolean }[] = [
+  { T: 1 },
+  { T: 128 },
+  { T: 512 },
+  { T: 128, threads: 2 },
+  { T: 128, xnnpack: true },
+  { T: 128, threads: 2, xnnpack: true },
+];
+const forward = FORWARD.map(({ T, threads, xnnpack }) =>
   benchCase({
     block: 'mlp',
-    series: threads == null ? 'mlp/swiglu/forward' : `mlp/swiglu/forward-${threads}threads`,
+    series: `mlp/swiglu/forward${threads != null ? `-${threads}threads` : ''}${xnnpack ? '-xnnpack' : ''}`,
     axis: { name: 'T', value: T },
     phase: phaseOf(T),
     shape: { B: BATCH, T, d, ff },
     flops: forwardFlops(T),
     quick: T !== 512,
     ...(threads != null ? { threads } : {}),
+    ...(xnnpack ? { env: { SLMKIT_WASM_XNNPACK: '1' } } : {}),
     setup: () => {
       const mlp = GatedMLP.create(d, ff, { activation: 'silu', seed: 0 });
       const x = tf.randomNormal([BATCH, T, d]); // [B, T, d]

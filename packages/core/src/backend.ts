@@ -5,8 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendError, ConfigError } from './errors.js';
+import { startGemmWorkers } from './wasm-gemm.js';
 import { installWasmMatMul } from './wasm-matmul.js';
 import { prepareNodeWasmThreads } from './wasm-threads.js';
+import { wasmHeapMemory } from './wasm.js';
 
 /**
  * The backends slmkit knows how to start.
@@ -167,7 +169,12 @@ async function startWasm(threads: number | undefined): Promise<number> {
   } finally {
     restore();
   }
-  return wasm.getThreadsCount();
+  const actual = wasm.getThreadsCount();
+  // slmkit's GEMM splits its products over workers of its own on the same shared heap (see wasm-gemm.ts). Where they
+  // cannot start, XNNPACK keeps the products on several threads (gemmAvailable says no).
+  const heap = wasmHeapMemory(tf.backend());
+  if (actual > 1 && isNode && heap != null) await startGemmWorkers(heap, actual).catch(() => undefined);
+  return actual;
 }
 
 async function setBackendOrThrow(tfName: string, name: BackendName = tfName as BackendName): Promise<void> {
@@ -194,8 +201,7 @@ async function registerBackend(name: BackendName): Promise<void> {
       await import('@tensorflow/tfjs-backend-cpu');
       return;
     case 'wasm':
-      await import('@tensorflow/tfjs-backend-wasm');
-      installWasmMatMul();
+      installWasmMatMul((await import('@tensorflow/tfjs-backend-wasm')).getThreadsCount);
       return;
     case 'webgpu': {
       if (isNode) await installNodeWebGPU();
@@ -264,8 +270,9 @@ function parseBackendName(value: string, field: string): BackendName {
  *
  * `wasm` runs on one thread in Node unless asked for more (`{ threads: 2 }`, or `SLMKIT_WASM_THREADS=2`): tfjs's
  * threaded build does not start in Node by itself, and this starts it (worker threads on XNNPACK's pool, which
- * never keep the process alive). Matmuls and the other XNNPACK kernels then split their work across the threads;
- * slmkit's own WebAssembly kernels (fused attention, the scans) stay on the calling thread.
+ * never keep the process alive), with as many workers again for slmkit's GEMM. Matmuls and the other XNNPACK
+ * kernels then split their work across the threads; slmkit's other WebAssembly kernels (fused attention, the scans)
+ * stay on the calling thread.
  *
  * @param name - the backend to start; omit for the platform default.
  * @param options - `threads` for `wasm`; see {@link InitBackendOptions}.

@@ -12,12 +12,23 @@
  * tfjs's kernel also runs every batched product (rank > 2) through its scalar loop: `[3, 384, 64] · [3, 64, 128]`
  * takes 11 ms there against under 2 ms as three matrix products through XNNPACK. Batched products with the same
  * leading dimensions on both sides (no broadcasting) are run here one matrix at a time, through the rewrite above
- * when an operand is transposed. Small products keep tfjs's path. `SLMKIT_WASM_TFJS_MATMUL=1` in Node's
- * environment leaves tfjs's kernel in place (the benchmarks' "before").
+ * when an operand is transposed. Small products keep tfjs's path.
+ *
+ * The plain products themselves (`x · W` of every projection, and the rewrites above) with 8 rows or more run
+ * through slmkit's own WebAssembly GEMM (`wasm-gemm.ts`) on the backend's heap, in place: about 1.4 times XNNPACK's
+ * speed on one core, because it broadcasts from memory instead of shuffling (see `wasm/gemm.wat`). Batched products
+ * then need no copies either. Fewer rows (a decode step) stay with XNNPACK, whose pre-packed weights stream faster.
+ * On several threads the GEMM splits its work over workers of its own (Node); where it has none (a browser's
+ * threaded build), XNNPACK keeps every product.
+ *
+ * In Node's environment, `SLMKIT_WASM_TFJS_MATMUL=1` leaves tfjs's kernel in place, and `SLMKIT_WASM_XNNPACK=1`
+ * keeps plain products on XNNPACK (the benchmarks' "before" series).
  *
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { gemm, gemmAvailable, gemmScratchFloats } from './wasm-gemm.js';
+import { wasmHeapMemory } from './wasm.js';
 
 /** What this file needs of the wasm backend. */
 interface WasmBackendLike {
@@ -32,16 +43,35 @@ interface WasmBackendLike {
  */
 const MIN_WORK = 1 << 18;
 
+/** Rows from which a plain product goes to gemm.wat rather than XNNPACK (below: a decode step, memory-bound). */
+const GEMM_MIN_ROWS = 8;
+
+/** Which way the plain products went, counted (tests check the path they meant to exercise was taken). Internal. */
+export const matMulPaths = { gemm: 0, xnnpack: 0 };
+
 let installed = false;
+/** Whether plain products may go to gemm.wat (`SLMKIT_WASM_XNNPACK=1` turns it off). */
+let gemmEnabled = true;
+
+/** Turns gemm.wat off or on for plain products (tests and A/B measurements). Internal. */
+export function setWasmGemm(on: boolean): void {
+  gemmEnabled = on;
+}
+
+const env = (name: string): string | undefined => (typeof process !== 'undefined' ? process.env?.[name] : undefined);
 
 /**
- * Replaces the wasm backend's `BatchMatMul` kernel by one that transposes a transposed operand explicitly and then
- * runs tfjs's own kernel on the plain product (XNNPACK). Same results (the same products, summed in XNNPACK's
- * order); once per process, after `@tensorflow/tfjs-backend-wasm` has registered its kernels.
+ * Replaces the wasm backend's `BatchMatMul` kernel by one that transposes a transposed operand explicitly, runs
+ * batched products one matrix at a time, and runs plain products through gemm.wat on one thread (else tfjs's own
+ * kernel, XNNPACK). Same results up to float32 rounding (gemm.wat sums each entry left to right over k); once per
+ * process, after `@tensorflow/tfjs-backend-wasm` has registered its kernels.
+ *
+ * @param threads - the running backend's thread count (tfjs-backend-wasm's `getThreadsCount`).
  */
-export function installWasmMatMul(): void {
+export function installWasmMatMul(threads: () => number): void {
   if (installed) return;
-  if (typeof process !== 'undefined' && process.env?.SLMKIT_WASM_TFJS_MATMUL === '1') return;
+  if (env('SLMKIT_WASM_TFJS_MATMUL') === '1') return;
+  gemmEnabled = env('SLMKIT_WASM_XNNPACK') !== '1';
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (original == null) return;
   installed = true;
@@ -60,20 +90,55 @@ export function installWasmMatMul(): void {
     kernelFunc: (args) => (batchedProduct(args) ?? matrixProduct(args)) as tf.TensorInfo,
   });
 
-  /** A product of two matrices: a transposed operand rewritten as above, else tfjs's kernel. */
+  /**
+   * `batch` plain products `a[i] · b[i]` (`[m, k] · [k, n]` each, laid out one after the other) into a new
+   * `[...shape]` tensor, through gemm.wat in place; `null` (nothing allocated) where it does not take them.
+   */
+  function gemmProduct(args: Parameters<tf.KernelFunc>[0], shape: number[], batch: number, m: number, k: number, n: number): tf.TensorInfo | null {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    if (!gemmEnabled || m < GEMM_MIN_ROWS || k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+    const memory = wasmHeapMemory(args.backend);
+    if (memory == null || !gemmAvailable(memory, threads())) return null;
+    const backend = args.backend as unknown as WasmBackendLike;
+    const out = backend.makeOutput(shape, 'float32'); // [..., m, n]
+    const scratch = backend.makeOutput([gemmScratchFloats(memory, m, k)], 'float32');
+    // Byte offsets on the heap, read after the allocations (which may grow it).
+    const [pa, pb, pc, ps] = [a, b, out, scratch].map((t) => backend.typedArrayFromHeap(t).byteOffset);
+    try {
+      for (let i = 0; i < batch; i++) gemm(memory, pa + 4 * i * m * k, pb + 4 * i * k * n, pc + 4 * i * m * n, m, k, n, ps);
+    } finally {
+      backend.disposeData(scratch.dataId);
+    }
+    matMulPaths.gemm++;
+    return out;
+  }
+
+  /** A plain product of two matrices (no transposes): gemm.wat where it takes it, else tfjs's kernel. */
+  function plainProduct(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    if (a.shape.length === 2 && b.shape.length === 2 && a.shape[1] === b.shape[0]) {
+      const [m, k] = a.shape;
+      const n = b.shape[1];
+      const out = gemmProduct(args, [m, n], 1, m, k, n);
+      if (out != null) return out;
+    }
+    matMulPaths.xnnpack++;
+    return plain(args);
+  }
+
+  /** A product of two matrices: a transposed operand rewritten as above, then {@link plainProduct}. */
   function matrixProduct(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
-    if ((!transposeA && !transposeB) || a.shape.length !== 2 || b.shape.length !== 2 || a.dtype !== 'float32' || b.dtype !== 'float32') {
-      return plain(args);
-    }
+    if (!transposeA && !transposeB) return plainProduct(args);
+    if (a.shape.length !== 2 || b.shape.length !== 2 || a.dtype !== 'float32' || b.dtype !== 'float32') return plain(args);
     const [m, k] = transposeA ? [a.shape[1], a.shape[0]] : a.shape;
     const [kB, n] = transposeB ? [b.shape[1], b.shape[0]] : b.shape;
     // Mismatched shapes: tfjs's kernel reports them in the caller's terms.
     if (k !== kB || m * n * k < MIN_WORK) return plain(args);
     const backend = args.backend as unknown as WasmBackendLike;
     const product = (x: tf.TensorInfo, y: tf.TensorInfo): tf.TensorInfo =>
-      plain({ ...args, inputs: { a: x, b: y }, attrs: { ...args.attrs, transposeA: false, transposeB: false } }) as tf.TensorInfo;
+      plainProduct({ ...args, inputs: { a: x, b: y }, attrs: { ...args.attrs, transposeA: false, transposeB: false } }) as tf.TensorInfo;
     const temporaries: tf.TensorInfo[] = [];
     const keep = <T extends tf.TensorInfo>(t: T): T => (temporaries.push(t), t);
     try {
@@ -89,8 +154,9 @@ export function installWasmMatMul(): void {
 
   /**
    * A batched product `[..., m, k] · [..., k, n]` with the same leading dimensions on both sides, one matrix product
-   * per batch entry (each copied out of the batch, multiplied by {@link matrixProduct}, copied into the output);
-   * `null` for anything else (broadcast batches, small products, other dtypes), which tfjs's kernel handles.
+   * per batch entry: in place through gemm.wat when neither operand is transposed and it takes them, else each copied
+   * out of the batch, multiplied by {@link matrixProduct} and copied into the output; `null` for anything else
+   * (broadcast batches, small products, other dtypes), which tfjs's kernel handles.
    */
   function batchedProduct(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | null {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -105,6 +171,10 @@ export function installWasmMatMul(): void {
     const [m, k] = transposeA ? [aMatrix[1], aMatrix[0]] : aMatrix;
     const [kB, n] = transposeB ? [bMatrix[1], bMatrix[0]] : bMatrix;
     if (batch < 2 || k !== kB || m * n * k < MIN_WORK) return null;
+    if (!transposeA && !transposeB) {
+      const out = gemmProduct(args, [...lead, m, n], batch, m, k, n);
+      if (out != null) return out;
+    }
     const backend = args.backend as unknown as WasmBackendLike;
     const aSize = aMatrix[0] * aMatrix[1];
     const bSize = bMatrix[0] * bMatrix[1];

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import '../src/register-gradients.node.js';
 import { GatedMLP, initBackend } from '../src/index.js';
+import { matMulPaths } from '../src/wasm-matmul.js';
 
 const values = (seed: number, n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1.7 + i * 0.61));
 
@@ -98,6 +99,34 @@ describe('wasm BatchMatMul with transposed operands', () => {
       return out;
     });
     expectClose(wasmG, cpuG, 'gradients');
+  });
+
+  it('plain products of 8 rows or more run through gemm.wat, fewer through XNNPACK, and agree with cpu', async () => {
+    // Row counts around the 4-row tile and the 8-row switch, column counts around the 8-column panel, k from 1.
+    const cases: [number, number, number, 'gemm' | 'xnnpack'][] = [
+      [7, 64, 64, 'xnnpack'],
+      [8, 64, 64, 'gemm'],
+      [9, 1, 1, 'gemm'],
+      [10, 3, 7, 'gemm'],
+      [13, 33, 17, 'gemm'],
+      [128, 576, 192, 'gemm'],
+      [129, 70, 9, 'gemm'],
+    ];
+    for (const [m, k, n, path] of cases) {
+      await initBackend('wasm');
+      const before = { ...matMulPaths };
+      const [cpu, wasm] = await onBoth(() => tf.matMul(tf.tensor2d(values(9, m * k), [m, k]), tf.tensor2d(values(10, k * n), [k, n])));
+      expect(matMulPaths[path] - before[path], `${m}x${k}x${n} through ${path}`).toBe(1);
+      expectClose(wasm, cpu, `${m}x${k}x${n}`);
+    }
+  });
+
+  it('a batched plain product runs through gemm.wat in place, one call for all its matrices', async () => {
+    await initBackend('wasm');
+    const before = matMulPaths.gemm;
+    const [cpu, wasm] = await onBoth(() => tf.matMul(tf.tensor3d(values(11, 3 * 70 * 80), [3, 70, 80]), tf.tensor3d(values(12, 3 * 80 * 90), [3, 80, 90])));
+    expect(matMulPaths.gemm - before).toBe(1);
+    expectClose(wasm, cpu, 'batched through gemm');
   });
 
   it('mismatched inner sizes still get tfjs error', async () => {

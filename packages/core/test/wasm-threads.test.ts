@@ -1,11 +1,12 @@
 // The wasm backend on two threads in Node: tfjs's threaded build really starts (a worker thread runs XNNPACK's
-// pool), computes what the single-threaded cpu backend computes, keeps its count fixed, rejects bad counts, and
-// does not keep a process alive.
+// pool), slmkit's GEMM splits large products with its own worker, both compute what the single-threaded cpu backend
+// computes, the count stays fixed, bad counts are rejected, and no worker keeps a process alive.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, GatedMLP, initBackend, wasmHeapMemory } from '../src/index.js';
+import { gemmSplits } from '../src/wasm-gemm.js';
 
 /** The threaded module's pthread bookkeeping (Emscripten's), to see a worker thread really running. */
 interface ThreadedModule {
@@ -28,21 +29,30 @@ describe('wasm backend threads (Node)', () => {
     const values = (seed: number, n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 0.37));
     const a = values(1, 96 * 80);
     const b = values(2, 80 * 200);
+    // Large enough (m·k·n over 2^22) that slmkit's GEMM splits it between the two threads, with a part panel.
+    const [m, k, n] = [100, 300, 204];
+    const big = [values(4, m * k), values(5, k * n)];
     const mlp = GatedMLP.create(80, 144, { activation: 'silu', seed: 3 });
     const run = async () => {
-      const [y, z] = tf.tidy(() => {
+      const outs = tf.tidy(() => {
         const x = tf.tensor2d(a, [96, 80]); // [T, d]
-        return [tf.matMul(x, tf.tensor2d(b, [80, 200])), mlp.forward(x.reshape([1, 96, 80]))]; // [T, 200], [1, T, d]
+        return [
+          tf.matMul(x, tf.tensor2d(b, [80, 200])), // [T, 200]
+          mlp.forward(x.reshape([1, 96, 80])), // [1, T, d]
+          tf.matMul(tf.tensor2d(big[0], [m, k]), tf.tensor2d(big[1], [k, n])), // [m, n]
+        ];
       });
-      const out = [await y.data(), await z.data()] as Float32Array[];
-      tf.dispose([y, z]);
+      const out = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+      tf.dispose(outs);
       return out;
     };
     const before = tf.memory().numTensors;
-    const [yWasm, zWasm] = await run();
+    const splits = gemmSplits.count;
+    const [yWasm, zWasm, bigWasm] = await run();
+    expect(gemmSplits.count - splits, 'the large product split over the threads').toBeGreaterThanOrEqual(1);
     expect(tf.memory().numTensors).toBe(before);
-    const [yCpu, zCpu] = await onBackend('cpu', run);
-    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu]] as const) {
+    const [yCpu, zCpu, bigCpu] = await onBackend('cpu', run);
+    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu], [bigWasm, bigCpu]] as const) {
       let worst = 0;
       for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(p[i] - q[i]) / (1 + Math.abs(q[i])));
       expect(worst).toBeLessThan(1e-5);
@@ -79,9 +89,10 @@ describe('wasm backend threads (Node)', () => {
     const script = `
       import * as tf from '@tensorflow/tfjs-core';
       import { initBackend } from ${JSON.stringify(dist)};
+      import { gemmSplits } from ${JSON.stringify(new URL('../dist/wasm-gemm.js', import.meta.url).href)};
       const info = await initBackend('wasm');
-      const y = tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]));
-      console.log(JSON.stringify({ threads: info.threads, y: (await y.data())[0] }));
+      const y = tf.matMul(tf.ones([128, 256]), tf.ones([256, 256])); // split over the GEMM's worker
+      console.log(JSON.stringify({ threads: info.threads, y: (await y.data())[0], splits: gemmSplits.count }));
     `;
     const cwd = fileURLToPath(new URL('..', import.meta.url));
     const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
@@ -92,6 +103,6 @@ describe('wasm backend threads (Node)', () => {
         (error, out, errOut) => (error ? reject(new Error(`${error.message}\n${errOut}`)) : resolve({ stdout: out })),
       );
     });
-    expect(JSON.parse(stdout.trim())).toEqual({ threads: 2, y: 64 });
+    expect(JSON.parse(stdout.trim())).toEqual({ threads: 2, y: 256, splits: 1 });
   });
 });
