@@ -435,6 +435,12 @@ function isRange(p: unknown): p is { offset: number; length: number } {
 export class RotaryEmbedding {
   /** The validated configuration (a frozen copy, with `rotaryDim` and `scaling` filled in). */
   readonly config: Readonly<Required<RotaryConfig>>;
+  /**
+   * The tables of the last few calls by their positions: every layer of a model, and q and k in each, rotate by the
+   * same positions, so one computation serves them all (the arrays are only read: the tensors made from them inside
+   * `apply` are read by the rotation and disposed; {@link RotaryEmbedding.cosSin} hands out copies).
+   */
+  private readonly recentTables: { seqLen: number; full: boolean; positions: Float64Array; cos: Float32Array; sin: Float32Array }[] = [];
 
   /**
    * @param config - the rotary configuration; validated here, so a bad one throws a {@link ConfigError} naming the
@@ -607,8 +613,9 @@ export class RotaryEmbedding {
     const r = this.config.rotaryDim;
     const shape = pos.batch == null ? [pos.length, r] : [pos.batch, pos.length, r];
     return {
-      cos: tf.tensor(cos, shape, 'float32'), // [T, r] or [B, T, r]
-      sin: tf.tensor(sin, shape, 'float32'), // [T, r] or [B, T, r]
+      // Copies: the cpu backend keeps the array it is given, and these tensors are the caller's.
+      cos: tf.tensor(cos.slice(), shape, 'float32'), // [T, r] or [B, T, r]
+      sin: tf.tensor(sin.slice(), shape, 'float32'), // [T, r] or [B, T, r]
     };
   }
 
@@ -731,6 +738,10 @@ export class RotaryEmbedding {
     } else {
       checkSeqLen(seqLen);
     }
+    const hit = this.recentTables.find(
+      (t) => t.seqLen === seqLen && t.full === full && t.positions.length === n && t.positions.every((p, i) => p === pos.values[i]),
+    );
+    if (hit != null) return hit;
     const inv = Float32Array.from(this.invFreq(Math.max(seqLen, 1)));
     const a = this.attentionFactor();
     const h = inv.length;
@@ -753,6 +764,9 @@ export class RotaryEmbedding {
         }
       }
     }
+    // Two entries: a decode step's position and a prefill's, or the half tables and the full ones.
+    this.recentTables.unshift({ seqLen, full, positions: Float64Array.from(pos.values), cos, sin });
+    this.recentTables.length = Math.min(this.recentTables.length, 2);
     return { cos, sin };
   }
 }

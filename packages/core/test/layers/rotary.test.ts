@@ -579,6 +579,34 @@ describe('RotaryEmbedding: partial rotary, positions forms, shapes', () => {
     tf.dispose([x, shared.cos, shared.sin, rows.cos, rows.sin, a, b, c, d]);
   });
 
+  it('one rotary reused across calls (its recent tables) gives what a fresh one gives, whatever the order of positions and seqLen', () => {
+    const config = { headDim: 8, base: 10000, maxPositionEmbeddings: 16, scaling: { type: 'dynamic', factor: 2 } } as const;
+    const reused = new RotaryEmbedding(config);
+    const { x } = randomX([1, 2, 3, 8], 9);
+    // Repeats, a new set, a reordering and a seqLen that changes the dynamic frequencies: each against a fresh rotary.
+    const calls: [number[], number | undefined][] = [
+      [[0, 1, 2], undefined],
+      [[0, 1, 2], undefined],
+      [[1, 2, 3], undefined],
+      [[2, 1, 0], undefined],
+      [[0, 1, 2], 40],
+      [[0, 1, 2], undefined],
+    ];
+    for (const [positions, seqLen] of calls) {
+      const options = seqLen == null ? {} : { seqLen };
+      const got = reused.apply(x, positions, options);
+      const want = new RotaryEmbedding(config).apply(x, positions, options);
+      expect(Array.from(got.dataSync()), `${positions} seqLen ${seqLen}`).toEqual(Array.from(want.dataSync()));
+      tf.dispose([got, want]);
+    }
+    // cosSin hands out tensors of their own: writing into one's values does not reach the next call.
+    const first = reused.cosSin([0, 1, 2]);
+    (first.cos.dataSync() as Float32Array).fill(7);
+    const second = reused.cosSin([0, 1, 2]);
+    expect(Array.from(second.cos.dataSync())).not.toContain(7);
+    tf.dispose([x, first.cos, first.sin, second.cos, second.sin]);
+  });
+
   it('rejects bad shapes with ShapeError', () => {
     const rope = new RotaryEmbedding({ headDim: 8, base: 10000, maxPositionEmbeddings: 64 });
     const x3 = tf.zeros([2, 3, 8]);
