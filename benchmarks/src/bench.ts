@@ -11,7 +11,7 @@ import { selectCases, type BenchCase } from './registry.js';
 import { fmtCheck, fmtMs } from './report/format.js';
 import { TablePrinter } from './report/table.js';
 import { toJson, writeResults } from './report/write.js';
-import { runCases, type CaseResult } from './runner.js';
+import { mergeRounds, runCases, type CaseResult } from './runner.js';
 
 export interface BenchOptions {
   /** Every case the selection is made from. */
@@ -29,6 +29,13 @@ export interface BenchOptions {
   filters?: string[];
   warmup?: number;
   repeats?: number;
+  /**
+   * Rounds over the selected cases (default 1): each round runs every case (set up, warmed up, timed, torn down)
+   * with its share of the repeats and budget, and a case's samples from all rounds make its result. Cases compared
+   * with each other are then timed in the same stretches of the run, not minutes apart, which on a machine whose
+   * speed drifts keeps their ratios steadier.
+   */
+  rounds?: number;
   budgetMs?: number;
   /** Where result files go; `undefined` writes none. */
   outDir?: string;
@@ -66,6 +73,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
   const warmup = options.warmup ?? defaults.warmup;
   const repeats = options.repeats ?? defaults.repeats;
   const budgetMs = options.budgetMs ?? defaults.budgetMs;
+  const rounds = options.rounds ?? 1;
   const filters = options.filters ?? [];
 
   const backend = await initBackend(options.backend, options.threads != null ? { threads: options.threads } : {});
@@ -93,6 +101,7 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     warmup,
     repeats,
     budgetMs,
+    rounds,
   });
   info(`${headerLines(header).join('\n')}\n\n`);
   if (selected.length === 0) info('no case matches the selection\n');
@@ -106,25 +115,34 @@ export async function runBench(options: BenchOptions): Promise<BenchRun> {
     if (options.json) err(`[${i + 1}/${total}] ${r.id}: ${fmtMs(r.medianMs)} ms ${fmtCheck(r)}\n`);
     else out(`${table.row(r)}\n`);
   };
-  const results = await runCases(cases, {
-    warmup,
-    repeats,
-    budgetMs,
-    backend: backend.name,
-    ...(threads != null ? { threads } : {}),
-    onStart: (c, i) => {
-      if (tty) err(`  running ${c.id} (${i + 1}/${total})...\r`);
-    },
-    onResult: (r, i) => report(r, i),
-  });
+  // Each round: this process's cases, then each child process's; rows print as cases finish in a single round, and
+  // at the end (merged) over several.
+  const perRound = { warmup, repeats: Math.ceil(repeats / rounds), budgetMs: budgetMs / rounds };
   const runElsewhere = options.runElsewhere ?? ((setup, group, settings) => childRun(backend.name, setup, group, settings));
-  for (const { setup, cases: group } of elsewhere.values()) {
-    if (tty) err(`  running ${group.length} case${group.length === 1 ? '' : 's'} in a child process...\r`);
-    for (const r of await runElsewhere(setup, group, { warmup, repeats, budgetMs })) {
-      results.push(r);
-      report(r, results.length - 1);
+  const roundResults: CaseResult[][] = [];
+  for (let round = 0; round < rounds; round++) {
+    if (rounds > 1) info(`round ${round + 1} of ${rounds}\n`);
+    const onResult = (r: CaseResult, i: number): void => (rounds === 1 ? report(r, i) : undefined);
+    const done = await runCases(cases, {
+      ...perRound,
+      backend: backend.name,
+      ...(threads != null ? { threads } : {}),
+      onStart: (c, i) => {
+        if (tty) err(`  running ${c.id} (${i + 1}/${total})...\r`);
+      },
+      onResult,
+    });
+    for (const { setup, cases: group } of elsewhere.values()) {
+      if (tty) err(`  running ${group.length} case${group.length === 1 ? '' : 's'} in a child process...\r`);
+      for (const r of await runElsewhere(setup, group, perRound)) {
+        done.push(r);
+        onResult(r, done.length - 1);
+      }
     }
+    roundResults.push(done);
   }
+  const results = rounds === 1 ? roundResults[0]! : mergeRounds(roundResults);
+  if (rounds > 1) results.forEach(report);
   finishHeader(header, startMs);
 
   const run: BenchRun = { header, results };

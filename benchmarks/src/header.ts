@@ -41,6 +41,8 @@ export interface RunHeader {
   repeats: number;
   /** Time budget of one case's timed runs, in milliseconds; a case stops repeating past it (after 3 runs). */
   budgetMs: number;
+  /** Rounds over the cases, each with its share of the repeats and budget (absent in results from before rounds: 1). */
+  rounds?: number;
   /** Seconds the whole run took, setup included. */
   elapsedS?: number;
   /** A warning about the machine, set when the load average at the start was high. */
@@ -88,6 +90,7 @@ export function collectHeader(options: {
   warmup: number;
   repeats: number;
   budgetMs: number;
+  rounds?: number;
   now?: Date;
 }): RunHeader {
   const now = options.now ?? new Date();
@@ -114,6 +117,7 @@ export function collectHeader(options: {
     warmup: options.warmup,
     repeats: options.repeats,
     budgetMs: options.budgetMs,
+    rounds: options.rounds ?? 1,
   };
   if (options.adapter != null) header.adapter = options.adapter;
   const note = loadNote(loadavgStart, cpus.length);
@@ -141,6 +145,7 @@ export function headerLines(h: RunHeader): string[] {
     `commit: ${h.commit}`,
     `run: ${h.quick ? '--quick, ' : ''}${h.filters.length ? `--filter ${h.filters.join(' ')}, ` : ''}` +
       `${h.warmup} warm-up, ${h.repeats} repeats (budget ${h.budgetMs / 1000} s per case)` +
+      ((h.rounds ?? 1) > 1 ? ` over ${h.rounds} rounds` : '') +
       (h.elapsedS != null ? `, ${h.elapsedS} s in all` : ''),
   ];
   if (h.loadNote != null) lines.push(`note: ${h.loadNote}`);

@@ -18,6 +18,8 @@ const USAGE = `usage: npm run bench -- [options]
                       for another count run in a child process
   --json              print the results as JSON on stdout instead of the table (progress goes to stderr)
   --repeats N         timed runs per case (default 10, --quick 5)
+  --rounds N          run the selection N times, each with its share of the repeats and budget, and merge each
+                      case's samples (default 1): compared cases are then timed close together in time
   --warmup N          untimed runs before them (default 2, --quick 1), continued until they add up to 0.25 s
   --budget SECONDS    stop repeating a case once its timed runs add up to this, after 3 of them (default 10)
   --out DIR           where the JSON, Markdown and SVG go (default benchmarks/results)
@@ -47,6 +49,7 @@ function parse() {
         threads: { type: 'string' },
         json: { type: 'boolean', default: false },
         repeats: { type: 'string' },
+        rounds: { type: 'string' },
         warmup: { type: 'string' },
         budget: { type: 'string' },
         out: { type: 'string' },
@@ -78,6 +81,7 @@ if (values.list) {
 const threads = count('threads', values.threads);
 if (threads === 0) usageError('--threads must be at least 1');
 const repeats = count('repeats', values.repeats);
+const rounds = count('rounds', values.rounds);
 const warmup = count('warmup', values.warmup);
 const budget = values.budget == null ? undefined : Number(values.budget);
 if (budget != null && !(budget >= 0)) usageError(`--budget must be a number of seconds, found "${values.budget}"`);
@@ -88,6 +92,7 @@ const run = await runBench({
   quick: values.quick,
   filters: values.filter ?? [],
   ...(repeats != null ? { repeats: Math.max(1, repeats) } : {}),
+  ...(rounds != null ? { rounds: Math.max(1, rounds) } : {}),
   ...(warmup != null ? { warmup } : {}),
   ...(budget != null ? { budgetMs: budget * 1000 } : {}),
   ...(values['no-write'] ? {} : { outDir: values.out ?? fileURLToPath(new URL('../results', import.meta.url)) }),

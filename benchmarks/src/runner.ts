@@ -141,19 +141,51 @@ export async function runCase(c: BenchCase, options: RunOptions = {}): Promise<C
   if (options.threads != null) result.threads = options.threads;
   if (c.flops != null) result.flops = c.flops;
   if (c.bytes != null) result.bytes = c.bytes;
-  if (samples.length > 0) {
-    const sorted = [...samples].sort((a, b) => a - b);
+  if (error != null) result.error = error;
+  return withStatistics(result);
+}
+
+/**
+ * `r` with its statistics (median, p10, p90, min, max, GFLOP/s, GB/s) computed from its `samplesMs`, and `n` set;
+ * no statistics without samples.
+ */
+export function withStatistics(r: CaseResult): CaseResult {
+  const result: CaseResult = { ...r, n: r.samplesMs.length };
+  for (const key of ['medianMs', 'p10Ms', 'p90Ms', 'minMs', 'maxMs', 'gflops', 'gbps'] as const) delete result[key];
+  if (r.samplesMs.length > 0) {
+    const sorted = [...r.samplesMs].sort((a, b) => a - b);
     const median = quantile(sorted, 0.5);
     result.medianMs = round4(median);
     result.p10Ms = round4(quantile(sorted, 0.1));
     result.p90Ms = round4(quantile(sorted, 0.9));
     result.minMs = round4(sorted[0]!);
     result.maxMs = round4(sorted[sorted.length - 1]!);
-    if (c.flops != null && median > 0) result.gflops = round4(c.flops / (median * 1e6));
-    if (c.bytes != null && median > 0) result.gbps = round4(c.bytes / (median * 1e6));
+    if (r.flops != null && median > 0) result.gflops = round4(r.flops / (median * 1e6));
+    if (r.bytes != null && median > 0) result.gbps = round4(r.bytes / (median * 1e6));
   }
-  if (error != null) result.error = error;
   return result;
+}
+
+/**
+ * One result per case from the results of several rounds of the same cases (matched by id): samples in the order
+ * the rounds ran, setup times added, the worst leak, the first error; statistics over all the samples.
+ */
+export function mergeRounds(rounds: readonly (readonly CaseResult[])[]): CaseResult[] {
+  const byId = new Map<string, CaseResult>();
+  for (const round of rounds) {
+    for (const r of round) {
+      const seen = byId.get(r.id);
+      if (seen == null) {
+        byId.set(r.id, { ...r, samplesMs: [...r.samplesMs] });
+        continue;
+      }
+      seen.samplesMs.push(...r.samplesMs);
+      seen.setupMs = round4(seen.setupMs + r.setupMs);
+      if (Math.abs(r.leakedTensors) > Math.abs(seen.leakedTensors)) seen.leakedTensors = r.leakedTensors;
+      if (seen.error == null && r.error != null) seen.error = r.error;
+    }
+  }
+  return [...byId.values()].map(withStatistics);
 }
 
 /** Runs cases one after another, reporting each as it finishes. */

@@ -10,7 +10,7 @@ import { runBench } from '../src/bench.js';
 import { allCases } from '../src/cases/index.js';
 import { loadNote } from '../src/header.js';
 import { benchCase, checkUniqueIds, selectCases, type BenchCase } from '../src/registry.js';
-import { MAX_WARMUP_RUNS, quantile } from '../src/runner.js';
+import { MAX_WARMUP_RUNS, mergeRounds, quantile, type CaseResult } from '../src/runner.js';
 import type { ResultsFile } from '../src/report/write.js';
 
 /** A cheap elementwise case at sequence length T, in the series `tiny/<name>`. */
@@ -253,6 +253,38 @@ describe('wasm thread counts', () => {
     expect(onCpu.results.map((r) => r.id)).toEqual(['tiny/one/T=2']);
   });
 
+  it('rounds run every case (here and in a child) once per round with its share of the repeats, and merge the samples', async () => {
+    const setups: string[] = [];
+    const counted = (name: string, extra: Partial<BenchCase> = {}): BenchCase => {
+      const c = tiny(name, 2, extra);
+      return { ...c, setup: () => (setups.push(c.id), c.setup()) };
+    };
+    const childCalls: number[] = [];
+    const run = await runBench({
+      cases: [counted('a'), counted('b'), counted('c', { threads: 2 })],
+      backend: 'wasm',
+      warmup: 0,
+      repeats: 5,
+      rounds: 2,
+      out: () => {},
+      err: () => {},
+      runElsewhere: async ({ threads }, cases, settings) => {
+        childCalls.push(settings.repeats);
+        return cases.map((c) => ({ ...c, backend: 'wasm', threads, samplesMs: Array(settings.repeats).fill(childCalls.length), n: 0, setupMs: 1, leakedTensors: 0 }));
+      },
+    });
+    // Round 1 then round 2, in the same order; 5 repeats over 2 rounds: 3 a round.
+    expect(setups).toEqual(['tiny/a/T=2', 'tiny/b/T=2', 'tiny/a/T=2', 'tiny/b/T=2']);
+    expect(childCalls).toEqual([3, 3]);
+    expect(run.results.map((r) => [r.id, r.n])).toEqual([
+      ['tiny/a/T=2', 6],
+      ['tiny/b/T=2', 6],
+      ['tiny/c/T=2', 6],
+    ]);
+    expect(run.results[2]).toMatchObject({ samplesMs: [1, 1, 1, 2, 2, 2], medianMs: 1.5, setupMs: 2 });
+    expect(run.header.rounds).toBe(2);
+  });
+
   it('runs a registered two-thread case in a child process of the built runner', async () => {
     const run = await runBench({
       cases: allCases,
@@ -270,6 +302,18 @@ describe('wasm thread counts', () => {
 });
 
 describe('helpers', () => {
+  it('merges rounds: samples in order, statistics over all of them, the worst leak and the first error', () => {
+    const base = { block: 'b', series: 's', axis: { name: 'T', value: 1 }, phase: 'prefill', shape: {}, backend: 'wasm', flops: 4e6 } as const;
+    const r = (id: string, samplesMs: number[], extra: Partial<CaseResult> = {}): CaseResult =>
+      ({ ...base, id, samplesMs, n: samplesMs.length, setupMs: 1, leakedTensors: 0, medianMs: 99, ...extra }) as CaseResult;
+    const merged = mergeRounds([
+      [r('x', [4, 2]), r('y', [1])],
+      [r('x', [8], { leakedTensors: 3 }), r('y', [], { error: 'boom' })],
+    ]);
+    expect(merged[0]).toMatchObject({ id: 'x', samplesMs: [4, 2, 8], n: 3, medianMs: 4, minMs: 2, maxMs: 8, gflops: 1, setupMs: 2, leakedTensors: 3 });
+    expect(merged[1]).toMatchObject({ id: 'y', samplesMs: [1], n: 1, medianMs: 1, error: 'boom' });
+  });
+
   it('interpolates quantiles', () => {
     expect(quantile([1, 2, 3, 4, 5], 0.5)).toBe(3);
     expect(quantile([1, 2, 3, 4], 0.5)).toBe(2.5);
