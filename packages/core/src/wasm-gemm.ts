@@ -2,8 +2,12 @@
  * slmkit's float32 GEMM for the `wasm` backend (`wasm/gemm.wat`): `C = A · B` on the backend's heap, in place, on the
  * calling thread, or under the threaded build in Node split by columns with worker threads of its own.
  *
+ * B is packed in panels of 8 columns. A weight's packed copy is kept (on the heap, outside tfjs's tensors, as XNNPACK
+ * keeps its own) until the weight's data is freed: every forward multiplies by the same weights, and the copy is
+ * built once. Like XNNPACK's, it assumes tensor data never changes in place while the tensor lives.
+ *
  * The split: the calling thread packs A once (shared, read-only), then every thread computes a contiguous share of
- * B's 8-column panels into C, each with its own panel scratch. Workers wait on a futex (`Atomics.wait`) in a small
+ * B's panels into C. Workers wait on a futex (`Atomics.wait`) in a small
  * shared control block; the calling thread writes a product's arguments there, wakes them, computes its own share
  * and waits until all have counted themselves done. A wake-up round trip costs about 0.1 ms, so products under
  * {@link MIN_SPLIT_WORK} multiply-adds stay on the calling thread.
@@ -16,11 +20,13 @@ import { instantiateWasm } from './wasm.js';
 /** gemm.wat's exports (pointers are byte offsets on the heap). */
 interface GemmExports {
   pack_a(a: number, ap: number, m: number, k: number): void;
-  panels(ap: number, b: number, c: number, m: number, n: number, k: number, bp: number, j0: number, j1: number): void;
+  pack_b_all(b: number, bp: number, n: number, k: number): void;
+  panels(ap: number, bp: number, c: number, m: number, n: number, k: number, j0: number, j1: number): void;
+  rows(a: number, bp: number, c: number, m: number, n: number, k: number, j0: number, j1: number): void;
 }
 
-/** The chunk of k that gemm.wat's panels work through at a time (its scratch for B: 8·min(k, KC) floats per thread). */
-const KC = 2048;
+/** Rows from which A is packed and the 4 × 8 tile runs (below, `rows`: a 1 × 8 tile per row, straight from A). */
+const TILE_ROWS = 4;
 
 /** Multiply-adds from which a product is split over the workers (about 0.15 ms of work on one thread). */
 const MIN_SPLIT_WORK = 1 << 22;
@@ -29,7 +35,7 @@ const MIN_SPLIT_WORK = 1 << 22;
 const SEQ = 0;
 const DONE = 1;
 const ERROR = 2;
-const ARGS = 3; // ap, b, c, m, n, k, bp: 7 slots (pointers as unsigned 32-bit)
+const ARGS = 3; // ap, bp, c, m, n, k: 6 slots (pointers as unsigned 32-bit)
 
 /** Workers splitting products on one shared heap. */
 interface Pool {
@@ -40,6 +46,13 @@ interface Pool {
 
 /** Products split over workers so far (tests check the split really ran). Internal. */
 export const gemmSplits = { count: 0 };
+
+/** The packed copies `backend` holds now (tests check they are made once and freed with their data). Internal. */
+export function livePackedCopies(backend: unknown): number {
+  let count = 0;
+  for (const copies of packedCopies.get(backend as object)?.values() ?? []) count += copies.length;
+  return count;
+}
 
 /** gemm.wat instantiated on each heap it has worked in (`null` where the engine cannot). */
 const instances = new WeakMap<WebAssembly.Memory, GemmExports | null>();
@@ -68,38 +81,103 @@ export function gemmAvailable(memory: WebAssembly.Memory, threads: number): bool
   return gemmIn(memory) !== null && (threads === 1 || pools.get(memory)?.threads === threads);
 }
 
-/** Floats of scratch {@link gemm} needs for an `[m, k] · [k, ·]` product in `memory`. */
-export function gemmScratchFloats(memory: WebAssembly.Memory, m: number, k: number): number {
-  return ((m + 3) & ~3) * k + 8 * Math.min(k, KC) * (pools.get(memory)?.threads ?? 1);
+/** Floats B `[k, n]` takes packed (whole panels of 8 columns). */
+export function packedFloats(k: number, n: number): number {
+  return Math.ceil(n / 8) * 8 * k;
+}
+
+/** Floats of scratch {@link gemm} needs for A `[m, k]` (packed A; none for fewer than four rows). */
+export function gemmScratchFloats(m: number, k: number): number {
+  return m < TILE_ROWS ? 0 : ((m + 3) & ~3) * k;
+}
+
+/** Packs B `[k, n]` at byte offset `b` of `memory` into {@link packedFloats} floats at byte offset `bp`. */
+export function packB(memory: WebAssembly.Memory, b: number, bp: number, k: number, n: number): void {
+  gemmIn(memory)!.pack_b_all(b, bp, n, k);
 }
 
 /**
- * `C = A · B` for A `[m, k]`, B `[k, n]`, C `[m, n]` at byte offsets `a`, `b`, `c` of `memory`, with `scratch` bytes
- * at `scratch` ({@link gemmScratchFloats}); m, k, n ≥ 1. Split over the heap's workers when it has them and the
- * product is large enough. Throws if a worker failed.
+ * `C = A · B` for A `[m, k]` and C `[m, n]` at byte offsets `a` and `c` of `memory`, and B `[k, n]` packed by
+ * {@link packB} at `bp`, with {@link gemmScratchFloats} floats of scratch at byte offset `scratch`; m, k, n ≥ 1.
+ * Split over the heap's workers when it has them and the product is large enough. Throws if a worker failed.
  */
-export function gemm(memory: WebAssembly.Memory, a: number, b: number, c: number, m: number, k: number, n: number, scratch: number): void {
+export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: number, m: number, k: number, n: number, scratch: number): void {
   const module = gemmIn(memory)!;
+  if (m < TILE_ROWS) {
+    module.rows(a, bp, c, m, n, k, 0, n);
+    return;
+  }
   const ap = scratch;
-  const bp = scratch + 4 * ((m + 3) & ~3) * k; // then 8·min(k, KC) floats per thread
   module.pack_a(a, ap, m, k);
   const pool = pools.get(memory);
   if (pool == null || m * n * k < MIN_SPLIT_WORK || n <= 8) {
-    module.panels(ap, b, c, m, n, k, bp, 0, n);
+    module.panels(ap, bp, c, m, n, k, 0, n);
     return;
   }
   const { control, threads } = pool;
   const share = shareOf(n, threads);
-  new Uint32Array(control.buffer).set([ap, b, c, m, n, k, bp], ARGS);
+  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k], ARGS);
   Atomics.store(control, DONE, 0);
   Atomics.add(control, SEQ, 1);
   Atomics.notify(control, SEQ);
-  module.panels(ap, b, c, m, n, k, bp, 0, Math.min(n, share)); // thread 0's share
+  module.panels(ap, bp, c, m, n, k, 0, Math.min(n, share)); // thread 0's share
   for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
     Atomics.wait(control, DONE, done);
   }
   gemmSplits.count++;
   if (Atomics.exchange(control, ERROR, 0) !== 0) throw new Error('gemm: a worker thread failed');
+}
+
+/** What {@link packedWeight} needs of the wasm backend. */
+interface WasmBackendHeap {
+  wasm: { _malloc(bytes: number): number; _free(at: number): void };
+  dataIdMap: { has(dataId: object): boolean };
+  disposeData(dataId: object, force?: boolean): boolean;
+  typedArrayFromHeap(info: { dataId: object; shape: number[]; dtype: 'float32' }): Float32Array;
+}
+
+/** A packed copy of a tensor's data read as `[k, n]` (a reshape shares the data under another shape). */
+interface Packed {
+  k: number;
+  n: number;
+  at: number;
+}
+
+/** Each backend's packed copies, by data id. */
+const packedCopies = new WeakMap<object, Map<object, Packed[]>>();
+
+/**
+ * The byte offset of B `[k, n]` (a float32 tensor of `backend`, whose heap is `memory`) packed for {@link gemm}: the
+ * copy made the first time this data was multiplied as `[k, n]`, or a new one. Copies are freed with their data
+ * (the backend's `disposeData` is wrapped, once, to do it).
+ */
+export function packedWeight(backend: unknown, memory: WebAssembly.Memory, b: { dataId: object; shape: number[]; dtype: 'float32' }, k: number, n: number): number {
+  const heap = backend as WasmBackendHeap;
+  let copies = packedCopies.get(heap);
+  if (copies == null) {
+    const known = new Map<object, Packed[]>();
+    const dispose = heap.disposeData.bind(heap);
+    heap.disposeData = (dataId: object, force?: boolean): boolean => {
+      const freed = dispose(dataId, force);
+      const packed = known.get(dataId);
+      if (packed != null && !heap.dataIdMap.has(dataId)) {
+        for (const p of packed) heap.wasm._free(p.at);
+        known.delete(dataId);
+      }
+      return freed;
+    };
+    packedCopies.set(heap, known);
+    copies = known;
+  }
+  const forData = copies.get(b.dataId) ?? [];
+  const hit = forData.find((p) => p.k === k && p.n === n);
+  if (hit != null) return hit.at;
+  const at = heap.wasm._malloc(4 * packedFloats(k, n));
+  if (at === 0) throw new RangeError(`gemm: could not allocate ${4 * packedFloats(k, n)} bytes for a packed [${k}, ${n}] weight`);
+  packB(memory, heap.typedArrayFromHeap(b).byteOffset, at, k, n); // the offset after the allocation (which may grow the heap)
+  forData.push({ k, n, at });
+  copies.set(b.dataId, forData);
+  return at;
 }
 
 /** Columns per thread: whole panels of 8, as even as they go. */
@@ -116,15 +194,15 @@ const { parentPort, workerData } = require('node:worker_threads');
 const { module, memory, control: buffer, index, threads } = workerData;
 const { panels } = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const control = new Int32Array(buffer);
-const args = new Uint32Array(buffer, ${ARGS * 4}, 7);
+const args = new Uint32Array(buffer, ${ARGS * 4}, 6);
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
-  const [ap, b, c, m, n, k, bp] = args;
+  const [ap, bp, c, m, n, k] = args;
   const share = Math.ceil(Math.ceil(n / 8) / threads) * 8;
   try {
-    panels(ap, b, c, m, n, k, bp + 32 * Math.min(k, ${KC}) * index, Math.min(n, index * share), Math.min(n, (index + 1) * share));
+    panels(ap, bp, c, m, n, k, Math.min(n, index * share), Math.min(n, (index + 1) * share));
   } catch {
     Atomics.store(control, ${ERROR}, 1);
   }

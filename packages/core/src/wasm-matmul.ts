@@ -14,12 +14,12 @@
  * leading dimensions on both sides (no broadcasting) are run here one matrix at a time, through the rewrite above
  * when an operand is transposed. Small products keep tfjs's path.
  *
- * The plain products themselves (`x · W` of every projection, and the rewrites above) with 8 rows or more run
- * through slmkit's own WebAssembly GEMM (`wasm-gemm.ts`) on the backend's heap, in place: about 1.4 times XNNPACK's
- * speed on one core, because it broadcasts from memory instead of shuffling (see `wasm/gemm.wat`). Batched products
- * then need no copies either. Fewer rows (a decode step) stay with XNNPACK, whose pre-packed weights stream faster.
- * On several threads the GEMM splits its work over workers of its own (Node); where it has none (a browser's
- * threaded build), XNNPACK keeps every product.
+ * The plain products themselves (`x · W` of every projection, and the rewrites above) run through slmkit's own
+ * WebAssembly GEMM (`wasm-gemm.ts`) on the backend's heap, in place: 1.3 to 1.5 times XNNPACK's speed on one core,
+ * because it broadcasts from memory instead of shuffling (see `wasm/gemm.wat`). It keeps each weight packed, as
+ * XNNPACK did, so a weight is held twice as before, not three times. Batched products need no copies either. On
+ * several threads the GEMM splits its work over workers of its own (Node); where it has none (a browser's threaded
+ * build), XNNPACK keeps every product.
  *
  * In Node's environment, `SLMKIT_WASM_TFJS_MATMUL=1` leaves tfjs's kernel in place, and `SLMKIT_WASM_XNNPACK=1`
  * keeps plain products on XNNPACK (the benchmarks' "before" series).
@@ -27,7 +27,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { gemm, gemmAvailable, gemmScratchFloats } from './wasm-gemm.js';
+import { gemm, gemmAvailable, gemmScratchFloats, packB, packedFloats, packedWeight } from './wasm-gemm.js';
 import { wasmHeapMemory } from './wasm.js';
 
 /** What this file needs of the wasm backend. */
@@ -42,9 +42,6 @@ interface WasmBackendLike {
  * XNNPACK's per-call weight packing cost more than they save (measured: even at 128 × 64 × 128).
  */
 const MIN_WORK = 1 << 18;
-
-/** Rows from which a plain product goes to gemm.wat rather than XNNPACK (below: a decode step, memory-bound). */
-const GEMM_MIN_ROWS = 8;
 
 /** Which way the plain products went, counted (tests check the path they meant to exercise was taken). Internal. */
 export const matMulPaths = { gemm: 0, xnnpack: 0 };
@@ -96,18 +93,27 @@ export function installWasmMatMul(threads: () => number): void {
    */
   function gemmProduct(args: Parameters<tf.KernelFunc>[0], shape: number[], batch: number, m: number, k: number, n: number): tf.TensorInfo | null {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    if (!gemmEnabled || m < GEMM_MIN_ROWS || k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+    if (!gemmEnabled || k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
     const memory = wasmHeapMemory(args.backend);
     if (memory == null || !gemmAvailable(memory, threads())) return null;
     const backend = args.backend as unknown as WasmBackendLike;
+    // One matrix: B is a weight (or treated as one), packed once and kept. Several: each packed into scratch.
+    const kept = batch === 1 ? packedWeight(backend, memory, b as tf.TensorInfo & { dtype: 'float32' }, k, n) : null;
+    const aFloats = gemmScratchFloats(m, k);
+    const scratchFloats = aFloats + (kept == null ? packedFloats(k, n) : 0); // packed A, then B (a batch's)
     const out = backend.makeOutput(shape, 'float32'); // [..., m, n]
-    const scratch = backend.makeOutput([gemmScratchFloats(memory, m, k)], 'float32');
+    const scratch = scratchFloats > 0 ? backend.makeOutput([scratchFloats], 'float32') : null;
     // Byte offsets on the heap, read after the allocations (which may grow it).
-    const [pa, pb, pc, ps] = [a, b, out, scratch].map((t) => backend.typedArrayFromHeap(t).byteOffset);
+    const [pa, pb, pc] = [a, b, out].map((t) => backend.typedArrayFromHeap(t).byteOffset);
+    const ps = scratch == null ? 0 : backend.typedArrayFromHeap(scratch).byteOffset;
     try {
-      for (let i = 0; i < batch; i++) gemm(memory, pa + 4 * i * m * k, pb + 4 * i * k * n, pc + 4 * i * m * n, m, k, n, ps);
+      for (let i = 0; i < batch; i++) {
+        const bp = kept ?? ps + 4 * aFloats;
+        if (kept == null) packB(memory, pb + 4 * i * k * n, bp, k, n);
+        gemm(memory, pa + 4 * i * m * k, bp, pc + 4 * i * m * n, m, k, n, ps);
+      }
     } finally {
-      backend.disposeData(scratch.dataId);
+      if (scratch != null) backend.disposeData(scratch.dataId);
     }
     matMulPaths.gemm++;
     return out;

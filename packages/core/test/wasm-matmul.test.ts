@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import '../src/register-gradients.node.js';
 import { GatedMLP, initBackend } from '../src/index.js';
+import { livePackedCopies } from '../src/wasm-gemm.js';
 import { matMulPaths } from '../src/wasm-matmul.js';
 
 const values = (seed: number, n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 1.7 + i * 0.61));
@@ -101,24 +102,57 @@ describe('wasm BatchMatMul with transposed operands', () => {
     expectClose(wasmG, cpuG, 'gradients');
   });
 
-  it('plain products of 8 rows or more run through gemm.wat, fewer through XNNPACK, and agree with cpu', async () => {
-    // Row counts around the 4-row tile and the 8-row switch, column counts around the 8-column panel, k from 1.
-    const cases: [number, number, number, 'gemm' | 'xnnpack'][] = [
-      [7, 64, 64, 'xnnpack'],
-      [8, 64, 64, 'gemm'],
-      [9, 1, 1, 'gemm'],
-      [10, 3, 7, 'gemm'],
-      [13, 33, 17, 'gemm'],
-      [128, 576, 192, 'gemm'],
-      [129, 70, 9, 'gemm'],
+  it('plain products run through gemm.wat and agree with cpu, from one row up', async () => {
+    // Row counts around the 4-row tile (fewer: a 1 × 8 tile per row), column counts around the 8-column panel, k from 1.
+    const cases: [number, number, number][] = [
+      [1, 576, 520],
+      [3, 64, 64],
+      [4, 64, 64],
+      [9, 1, 1],
+      [10, 3, 7],
+      [13, 33, 17],
+      [128, 576, 192],
+      [129, 70, 9],
     ];
-    for (const [m, k, n, path] of cases) {
+    for (const [m, k, n] of cases) {
       await initBackend('wasm');
-      const before = { ...matMulPaths };
+      const before = matMulPaths.gemm;
       const [cpu, wasm] = await onBoth(() => tf.matMul(tf.tensor2d(values(9, m * k), [m, k]), tf.tensor2d(values(10, k * n), [k, n])));
-      expect(matMulPaths[path] - before[path], `${m}x${k}x${n} through ${path}`).toBe(1);
+      expect(matMulPaths.gemm - before, `${m}x${k}x${n} through gemm.wat`).toBe(1);
       expectClose(wasm, cpu, `${m}x${k}x${n}`);
     }
+  });
+
+  it('a weight is packed once, reused while it lives, freed with its data; a reshape of it gets its own copy', async () => {
+    await initBackend('wasm');
+    const backend = tf.backend();
+    const base = livePackedCopies(backend);
+    const w = tf.tensor2d(values(13, 24 * 40), [24, 40]); // [k, n]
+    const wide = tf.reshape(w, [40, 24]); // the same data as [n, k]: another packing
+    const want = async (x: tf.Tensor2D, y: tf.Tensor2D): Promise<Float32Array> => {
+      await initBackend('cpu');
+      const r = tf.tidy(() => tf.matMul(tf.tensor2d(x.dataSync(), x.shape), tf.tensor2d(y.dataSync(), y.shape)));
+      const data = (await r.data()) as Float32Array;
+      r.dispose();
+      await initBackend('wasm');
+      return data;
+    };
+    const x1 = tf.tensor2d(values(14, 5 * 24), [5, 24]);
+    const x2 = tf.tensor2d(values(15, 2 * 24), [2, 24]);
+    const x3 = tf.tensor2d(values(16, 6 * 40), [6, 40]);
+    for (const [x, y, copies] of [[x1, w, 1], [x2, w, 1], [x1, w, 1], [x3, wide, 2]] as const) {
+      const expected = await want(x, y);
+      const got = tf.matMul(x, y);
+      expectClose([(await got.data()) as Float32Array], [expected], `[${x.shape}] x [${y.shape}]`);
+      got.dispose();
+      expect(livePackedCopies(backend) - base, `copies after [${x.shape}] x [${y.shape}]`).toBe(copies);
+    }
+    // The reshape still holds the data: nothing is freed until the last tensor on it goes.
+    w.dispose();
+    expect(livePackedCopies(backend) - base).toBe(2);
+    wide.dispose();
+    expect(livePackedCopies(backend) - base).toBe(0);
+    tf.dispose([x1, x2, x3]);
   });
 
   it('a batched plain product runs through gemm.wat in place, one call for all its matrices', async () => {

@@ -16,28 +16,37 @@ it('the module is under 4 KB', () => {
   expect(atob(GEMM_WASM_BASE64).length).toBeLessThan(4096);
 });
 
-it('both variants compute C = A · B in their memory, shared or not: padded rows and columns, two chunks of k, a split', () => {
+it('both variants compute C = A · B in their memory, shared or not: padded rows and columns, two chunks of k, a split, few rows', () => {
   const [m, k, n] = [6, 2100, 11]; // a padded row group, a padded column panel, k over the 2048-chunk
   const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.7));
   const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.3));
   const want = new Float64Array(m * n);
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j] += a[i * k + p] * b[p * n + j];
-  // Float offsets: A, B, C with 8 guard cells after it, packed A, then two threads' panel scratch (8·2048 each).
+  // Float offsets: A, B, C with 8 guard cells after it, packed A, packed B (two panels of 8 columns).
   const [pa, pb, pc] = [0, m * k, m * k + k * n];
   const [ap, bp] = [pc + m * n + 8, pc + m * n + 8 + 8 * k];
+  type Gemm = Record<'pack_a' | 'pack_b_all' | 'panels' | 'rows', (...args: number[]) => void>;
   for (const [base64, shared] of [[GEMM_WASM_BASE64, false], [GEMM_SHARED_WASM_BASE64, true]] as const) {
     const memory = new WebAssembly.Memory({ initial: 8, maximum: 16, shared });
-    const gemm = instantiateWasm<{ pack_a(...args: number[]): void; panels(...args: number[]): void }>(base64, { env: { memory } });
+    const gemm = instantiateWasm<Gemm>(base64, { env: { memory } });
     expect(gemm, `instantiates (shared ${shared})`).not.toBeNull();
     const heap = new Float32Array(memory.buffer);
     heap.set(a, pa);
     heap.set(b, pb);
-    heap.fill(-7, pc, ap); // every cell of C gets written; the guard cells after it must stay -7
+    gemm!.pack_b_all(pb * 4, bp * 4, n, k);
     gemm!.pack_a(pa * 4, ap * 4, m, k);
-    // Two shares of the panels, as two threads would run them, each with its own panel scratch.
-    gemm!.panels(ap * 4, pb * 4, pc * 4, m, n, k, bp * 4, 0, 8);
-    gemm!.panels(ap * 4, pb * 4, pc * 4, m, n, k, (bp + 8 * 2048) * 4, 8, n);
-    for (let i = 0; i < m * n; i++) expect(heap[pc + i], `C[${i}]`).toBeCloseTo(want[i], 2);
-    for (let i = pc + m * n; i < ap; i++) expect(heap[i], `cell ${i} after C`).toBe(-7);
+    const check = (rows: number, what: string): void => {
+      for (let i = 0; i < rows * n; i++) expect(heap[pc + i], `${what}: C[${i}]`).toBeCloseTo(want[i], 2);
+      for (let i = pc + rows * n; i < pc + m * n + 8; i++) expect(heap[i], `${what}: cell ${i} after C`).toBe(-7);
+    };
+    // The 4 × 8 tiles, in two shares of the panels as two threads would run them.
+    heap.fill(-7, pc, ap);
+    gemm!.panels(ap * 4, bp * 4, pc * 4, m, n, k, 0, 8);
+    gemm!.panels(ap * 4, bp * 4, pc * 4, m, n, k, 8, n);
+    check(m, 'panels');
+    // The 1 × 8 tiles straight from A, for three rows.
+    heap.fill(-7, pc, ap);
+    gemm!.rows(pa * 4, bp * 4, pc * 4, 3, n, k, 0, n);
+    check(3, 'rows');
   }
 });

@@ -9,13 +9,14 @@
 ;; ports on multiplies and adds: 25 to 30 GFLOP/s against XNNPACK's 16 to 22 on one core of this
 ;; Zen 3 machine, whose two multiply and two add ports make mul + add as fast as FMA would be.
 ;;
-;; Layout: pack_a first copies A as groups of four rows interleaved, [⌈M/4⌉, K, 4] (the last group zero-padded),
-;; so that a tile reads its four A values at constant offsets from one pointer. Then panels works through k in chunks
-;; of KC = 2048 (one chunk at a small model's widths; smaller chunks measured slower there), and in each, for each
-;; panel of 8 columns of B in its range: the panel's rows of the chunk are copied into the thread's own scratch,
-;; [KC, 8] (at most 64 KB, contiguous, streamed by the prefetcher while every row group passes over it; the last panel
-;; zero-padded), and each row group gets a 4 × 8 register tile (eight accumulators: a larger tile makes V8 spill),
-;; stored into C by the first chunk and added to it by the others. Padded rows and columns are computed but not
+;; Layout: pack_b_all copies B once as panels of 8 columns, [⌈N/8⌉, K, 8] (the last panel zero-padded), which
+;; wasm-gemm.ts keeps for a weight as long as the weight lives. pack_a copies A as groups of four rows interleaved,
+;; [⌈M/4⌉, K, 4] (the last group zero-padded), so that a tile reads its four A values at constant offsets from one
+;; pointer. Then panels works through k in chunks of KC = 2048 (one chunk at a small model's widths; smaller chunks
+;; measured slower there), and in each, for each panel in its range (contiguous rows, streamed by the prefetcher while
+;; every row group passes over them), each row group gets a 4 × 8 register tile (eight accumulators: a larger tile
+;; makes V8 spill), stored into C by the first chunk and added to it by the others. For fewer than four rows, rows
+;; runs a 1 × 8 tile per row straight from A. Padded rows and columns are computed but not
 ;; stored. Within a chunk each C entry is a left-to-right float32 sum over k, the order of a naive loop (and of
 ;; XNNPACK's). K must be at least 1 (the caller keeps K = 0 away). Threads split the panels (wasm-gemm.ts); the packed
 ;; A is shared, read-only.
@@ -71,7 +72,18 @@
           (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
           (br_if $k (i32.lt_u (local.get $dst) (local.get $end)))))))
 
-;; C[row, j0..j0+w) = the first w lanes of lo | hi, or plus them when $add (a later chunk of k).
+;; bp[j / 8, k, 0..8) = B[k, j..j+8) for every panel of 8 columns: B packed once, [⌈N/8⌉, K, 8], the last panel
+  ;; zero-padded.
+  (func (export "pack_b_all") (param $b i32) (param $bp i32) (param $N i32) (param $K i32)
+    (local $j i32)
+    (loop $panel
+      (call $pack_b (local.get $b) (local.get $bp) (local.get $N) (local.get $K) (local.get $j)
+        (select (i32.const 8) (i32.sub (local.get $N) (local.get $j)) (i32.ge_u (i32.sub (local.get $N) (local.get $j)) (i32.const 8))))
+      (local.set $bp (i32.add (local.get $bp) (i32.shl (local.get $K) (i32.const 5))))
+      (local.set $j (i32.add (local.get $j) (i32.const 8)))
+      (br_if $panel (i32.lt_u (local.get $j) (local.get $N)))))
+
+  ;; C[row, j0..j0+w) = the first w lanes of lo | hi, or plus them when $add (a later chunk of k).
   (func $store_row (param $pc i32) (param $lo v128) (param $hi v128) (param $w i32) (param $add i32)
     (local $c i32) (local $buf v128) (local $at i32)
     (if (i32.eq (local.get $w) (i32.const 8))
@@ -93,12 +105,12 @@
       (local.set $c (i32.add (local.get $c) (i32.const 1)))
       (br_if $col (i32.lt_u (local.get $c) (local.get $w)))))
 
-  ;; Columns j0 .. j1 of C = A · B (see the top of this file), from A packed by pack_a at $ap; $bp: scratch for a panel
-  ;; of B, 8·KC floats (each thread that runs a share of the panels has its own). j0 is a multiple of 8.
+  ;; Columns j0 .. j1 of C = A · B (see the top of this file), from A packed by pack_a at $ap and B packed by
+  ;; pack_b_all at $b. j0 is a multiple of 8.
   (func (export "panels") (param $ap i32) (param $b i32) (param $c i32) (param $M i32) (param $N i32) (param $K i32)
-    (param $bp i32) (param $j0 i32) (param $j1 i32)
+    (param $j0 i32) (param $j1 i32)
     (local $k0 i32) (local $kc i32) (local $j i32) (local $w i32) (local $i i32) (local $cs i32) (local $pa i32)
-    (local $pb i32) (local $end i32) (local $pc i32) (local $add i32)
+    (local $bp i32) (local $pb i32) (local $end i32) (local $pc i32) (local $add i32)
     (local $b0 v128) (local $b1 v128) (local $s v128)
     (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
     (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
@@ -112,9 +124,9 @@
       (loop $panel
         (local.set $w (select (i32.const 8) (i32.sub (local.get $j1) (local.get $j))
           (i32.ge_u (i32.sub (local.get $j1) (local.get $j)) (i32.const 8))))
-        ;; Rows k0 .. k0+kc of the panel.
-        (call $pack_b (i32.add (local.get $b) (i32.mul (local.get $k0) (local.get $cs))) (local.get $bp)
-          (local.get $N) (local.get $kc) (local.get $j) (local.get $w))
+        ;; The panel's rows k0 .. k0+kc: panel j / 8 of the packed B, from row k0.
+        (local.set $bp (i32.add (local.get $b) (i32.shl
+          (i32.add (i32.mul (i32.shr_u (local.get $j) (i32.const 3)) (local.get $K)) (local.get $k0)) (i32.const 5))))
         (local.set $pa (i32.add (local.get $ap) (i32.shl (local.get $k0) (i32.const 4)))) ;; group 0 at k0
         (local.set $i (i32.const 0))
         (loop $group
@@ -178,4 +190,49 @@
         (br_if $panel (i32.lt_u (local.get $j) (local.get $j1))))
       (local.set $k0 (i32.add (local.get $k0) (i32.const 2048)))
       (br_if $chunk (i32.lt_u (local.get $k0) (local.get $K)))))
+;; Columns j0 .. j1 of C = A · B for few rows (a decode step): each row of A as it is (no pack_a), a 1 × 8 tile per
+  ;; panel of the packed B, over all of k (the panel streams once per row). Even and odd k go to separate accumulators
+  ;; (added at the end), so that two chains of adds, not one, set the pace. j0 is a multiple of 8.
+  (func (export "rows") (param $a i32) (param $b i32) (param $c i32) (param $M i32) (param $N i32) (param $K i32)
+    (param $j0 i32) (param $j1 i32)
+    (local $i i32) (local $j i32) (local $w i32) (local $pa i32) (local $pairs i32) (local $end i32) (local $pb i32)
+    (local $s v128) (local $t v128) (local $lo v128) (local $hi v128) (local $lo1 v128) (local $hi1 v128)
+    (if (i32.ge_u (local.get $j0) (local.get $j1)) (then (return)))
+    (loop $row
+      (local.set $j (local.get $j0))
+      (loop $panel
+        (local.set $w (select (i32.const 8) (i32.sub (local.get $j1) (local.get $j))
+          (i32.ge_u (i32.sub (local.get $j1) (local.get $j)) (i32.const 8))))
+        (local.set $pa (i32.add (local.get $a) (i32.shl (i32.mul (local.get $i) (local.get $K)) (i32.const 2))))
+        (local.set $end (i32.add (local.get $pa) (i32.shl (local.get $K) (i32.const 2))))
+        (local.set $pairs (i32.add (local.get $pa) (i32.shl (i32.and (local.get $K) (i32.const -2)) (i32.const 2))))
+        (local.set $pb (i32.add (local.get $b) (i32.shl (i32.mul (i32.shr_u (local.get $j) (i32.const 3)) (local.get $K)) (i32.const 5))))
+        (local.set $lo (v128.const i32x4 0 0 0 0))
+        (local.set $hi (v128.const i32x4 0 0 0 0))
+        (local.set $lo1 (v128.const i32x4 0 0 0 0))
+        (local.set $hi1 (v128.const i32x4 0 0 0 0))
+        (block $paired
+          (loop $k
+            (br_if $paired (i32.ge_u (local.get $pa) (local.get $pairs)))
+            (local.set $s (v128.load32_splat (local.get $pa)))
+            (local.set $t (v128.load32_splat offset=4 (local.get $pa)))
+            (local.set $lo (f32x4.add (local.get $lo) (f32x4.mul (local.get $s) (v128.load (local.get $pb)))))
+            (local.set $hi (f32x4.add (local.get $hi) (f32x4.mul (local.get $s) (v128.load offset=16 (local.get $pb)))))
+            (local.set $lo1 (f32x4.add (local.get $lo1) (f32x4.mul (local.get $t) (v128.load offset=32 (local.get $pb)))))
+            (local.set $hi1 (f32x4.add (local.get $hi1) (f32x4.mul (local.get $t) (v128.load offset=48 (local.get $pb)))))
+            (local.set $pa (i32.add (local.get $pa) (i32.const 8)))
+            (local.set $pb (i32.add (local.get $pb) (i32.const 64)))
+            (br $k)))
+        ;; an odd K's last k
+        (if (i32.lt_u (local.get $pa) (local.get $end)) (then
+          (local.set $s (v128.load32_splat (local.get $pa)))
+          (local.set $lo (f32x4.add (local.get $lo) (f32x4.mul (local.get $s) (v128.load (local.get $pb)))))
+          (local.set $hi (f32x4.add (local.get $hi) (f32x4.mul (local.get $s) (v128.load offset=16 (local.get $pb)))))))
+        (call $store_row
+          (i32.add (local.get $c) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $N)) (local.get $j)) (i32.const 2)))
+          (f32x4.add (local.get $lo) (local.get $lo1)) (f32x4.add (local.get $hi) (local.get $hi1)) (local.get $w) (i32.const 0))
+        (local.set $j (i32.add (local.get $j) (i32.const 8)))
+        (br_if $panel (i32.lt_u (local.get $j) (local.get $j1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $row (i32.lt_u (local.get $i) (local.get $M)))))
 )
