@@ -52,7 +52,7 @@ export interface BackendInfo {
   reason: string;
   /** For `webgpu`: the adapter's vendor / architecture / description, where the platform reports them. */
   adapter?: string;
-  /** For `wasm`: how many threads XNNPACK runs on (1: the calling thread only). */
+  /** For `wasm`: how many threads the matmuls (slmkit's GEMM, XNNPACK) run on (1: the calling thread only). */
   threads?: number;
 }
 
@@ -69,7 +69,8 @@ export interface BackendInfo {
  */
 export interface InitBackendOptions {
   /**
-   * `wasm` only: the threads XNNPACK's matmuls, convolutions and other kernels run on, the calling thread included.
+   * `wasm` only: the threads the matmuls (slmkit's GEMM in Node; XNNPACK) and XNNPACK's other kernels run on, the
+   * calling thread included.
    * Default: `SLMKIT_WASM_THREADS` when set in Node, else 1 in Node and tfjs's own default in a browser (half the
    * logical cores, at most 4, on a cross-origin-isolated page; 1 elsewhere). Fixed at the backend's first start:
    * asking for another count afterwards is a {@link ConfigError}. In a browser, threads need a cross-origin-isolated
