@@ -246,7 +246,7 @@ function defaultBackend(): { name: BackendName; reason: string } {
   if (fromEnv != null && fromEnv !== '') {
     return { name: parseBackendName(fromEnv, 'SLMKIT_BACKEND'), reason: 'SLMKIT_BACKEND environment variable' };
   }
-  if (isNode) return { name: 'wasm', reason: 'default for Node (XNNPACK SIMD CPU)' };
+  if (isNode) return { name: 'wasm', reason: 'default for Node (WebAssembly SIMD CPU)' };
   if (hasNavigatorGpu()) return { name: 'webgpu', reason: 'default for a browser with navigator.gpu' };
   return { name: 'wasm', reason: 'default for a browser without navigator.gpu' };
 }
