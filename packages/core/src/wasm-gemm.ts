@@ -9,8 +9,9 @@
  * The split: the calling thread packs A once (shared, read-only), then every thread computes a contiguous share of
  * B's panels into C. Workers wait on a futex (`Atomics.wait`) in a small
  * shared control block; the calling thread writes a product's arguments there, wakes them, computes its own share
- * and waits until all have counted themselves done. A wake-up round trip costs about 0.1 ms, so products under
- * {@link MIN_SPLIT_WORK} multiply-adds stay on the calling thread.
+ * and waits until all have counted themselves done. Waking a sleeping thread costs 0.1 to 0.4 ms on a VM, so both
+ * sides poll for {@link SPIN_MS} before they sleep, and products under {@link MIN_SPLIT_WORK} multiply-adds stay on
+ * the calling thread.
  *
  * @module
  */
@@ -30,6 +31,12 @@ const TILE_ROWS = 4;
 
 /** Multiply-adds from which a product is split over the workers (about 0.15 ms of work on one thread). */
 const MIN_SPLIT_WORK = 1 << 22;
+
+/**
+ * Milliseconds a thread polls for its next signal before it sleeps on the futex: a worker between the products of a
+ * forward (a block's q, k and v projections come back to back), the calling thread for the workers' shares.
+ */
+const SPIN_MS = 1;
 
 /** Control block, Int32 slots: a job counter, done count, error flag, then the job's arguments. */
 const SEQ = 0;
@@ -121,8 +128,11 @@ export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: numbe
   Atomics.add(control, SEQ, 1);
   Atomics.notify(control, SEQ);
   module.panels(ap, bp, c, m, n, k, 0, Math.min(n, share)); // thread 0's share
+  // The workers' shares end about when this one does: poll before sleeping (a sleeping thread's wake-up costs
+  // 0.1 to 0.4 ms on a VM, a tenth of a product).
+  const pollUntil = performance.now() + SPIN_MS;
   for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
-    Atomics.wait(control, DONE, done);
+    if (performance.now() > pollUntil) Atomics.wait(control, DONE, done);
   }
   gemmSplits.count++;
   if (Atomics.exchange(control, ERROR, 0) !== 0) throw new Error('gemm: a worker thread failed');
@@ -197,6 +207,9 @@ const control = new Int32Array(buffer);
 const args = new Uint32Array(buffer, ${ARGS * 4}, 6);
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
+  // Poll for the next job for a while (the next product of a forward is often right behind), then sleep.
+  const pollUntil = performance.now() + ${SPIN_MS};
+  while (Atomics.load(control, ${SEQ}) === seen && performance.now() < pollUntil);
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
   const [ap, bp, c, m, n, k] = args;
