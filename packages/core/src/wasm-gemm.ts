@@ -6,8 +6,8 @@
  * keeps its own) until the weight's data is freed: every forward multiplies by the same weights, and the copy is
  * built once. Like XNNPACK's, it assumes tensor data never changes in place while the tensor lives.
  *
- * The split: the calling thread packs A once (shared, read-only), then every thread computes a contiguous share of
- * B's panels into C. Workers wait on a futex (`Atomics.wait`) in a small
+ * The split: the calling thread packs A once (shared, read-only), then every thread takes B's panels a few at a time
+ * from a shared counter and computes them into C. Workers wait on a futex (`Atomics.wait`) in a small
  * shared control block; the calling thread writes a product's arguments there, wakes them, computes its own share
  * and waits until all have counted themselves done. Waking a sleeping thread costs 0.1 to 0.4 ms on a VM, so both
  * sides poll for {@link SPIN_MS} before they sleep, and products under {@link MIN_SPLIT_WORK} multiply-adds stay on
@@ -38,11 +38,15 @@ const MIN_SPLIT_WORK = 1 << 22;
  */
 const SPIN_MS = 1;
 
-/** Control block, Int32 slots: a job counter, done count, error flag, then the job's arguments. */
+/**
+ * Control block, Int32 slots: a job counter, the count of workers done with it, an error flag, the next panel to
+ * take, then the job's arguments.
+ */
 const SEQ = 0;
 const DONE = 1;
 const ERROR = 2;
-const ARGS = 3; // ap, bp, c, m, n, k: 6 slots (pointers as unsigned 32-bit)
+const NEXT = 3;
+const ARGS = 4; // ap, bp, c, m, n, k, panels per take: 7 slots (pointers as unsigned 32-bit)
 
 /** Workers splitting products on one shared heap. */
 interface Pool {
@@ -122,14 +126,20 @@ export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: numbe
     return;
   }
   const { control, threads } = pool;
-  const share = shareOf(n, threads);
-  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k], ARGS);
+  // Panels are taken a few at a time from a shared counter, by this thread and by each worker once it is awake:
+  // a worker that wakes late, or shares its core with another thread for a while, takes fewer.
+  const total = Math.ceil(n / 8);
+  const take = Math.max(1, Math.ceil(total / (4 * threads)));
+  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k, take], ARGS);
+  Atomics.store(control, NEXT, 0);
   Atomics.store(control, DONE, 0);
   Atomics.add(control, SEQ, 1);
   Atomics.notify(control, SEQ);
-  module.panels(ap, bp, c, m, n, k, 0, Math.min(n, share)); // thread 0's share
-  // The workers' shares end about when this one does: poll before sleeping (a sleeping thread's wake-up costs
-  // 0.1 to 0.4 ms on a VM, a tenth of a product).
+  for (let p = Atomics.add(control, NEXT, take); p < total; p = Atomics.add(control, NEXT, take)) {
+    module.panels(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * (p + take)));
+  }
+  // The workers finish their last take about when this thread does: poll before sleeping (a sleeping thread's
+  // wake-up costs 0.1 to 0.4 ms on a VM).
   const pollUntil = performance.now() + SPIN_MS;
   for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
     if (performance.now() > pollUntil) Atomics.wait(control, DONE, done);
@@ -190,21 +200,16 @@ export function packedWeight(backend: unknown, memory: WebAssembly.Memory, b: { 
   return at;
 }
 
-/** Columns per thread: whole panels of 8, as even as they go. */
-function shareOf(n: number, threads: number): number {
-  return Math.ceil(Math.ceil(n / 8) / threads) * 8;
-}
-
 /**
  * A worker's script (CommonJS, evaluated): instantiate gemm.wat on the shared heap, say ready, then for each job
- * counted in the control block compute this thread's share of the panels and count itself done.
+ * counted in the control block take panels from the shared counter until none are left, and count itself done.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { module, memory, control: buffer, index, threads } = workerData;
+const { module, memory, control: buffer } = workerData;
 const { panels } = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const control = new Int32Array(buffer);
-const args = new Uint32Array(buffer, ${ARGS * 4}, 6);
+const args = new Uint32Array(buffer, ${ARGS * 4}, 7);
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
   // Poll for the next job for a while (the next product of a forward is often right behind), then sleep.
@@ -212,10 +217,12 @@ for (let seen = 0; ; ) {
   while (Atomics.load(control, ${SEQ}) === seen && performance.now() < pollUntil);
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
-  const [ap, bp, c, m, n, k] = args;
-  const share = Math.ceil(Math.ceil(n / 8) / threads) * 8;
+  const [ap, bp, c, m, n, k, take] = args;
+  const total = Math.ceil(n / 8);
   try {
-    panels(ap, bp, c, m, n, k, Math.min(n, index * share), Math.min(n, (index + 1) * share));
+    for (let p = Atomics.add(control, ${NEXT}, take); p < total; p = Atomics.add(control, ${NEXT}, take)) {
+      panels(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * (p + take)));
+    }
   } catch {
     Atomics.store(control, ${ERROR}, 1);
   }
@@ -241,7 +248,7 @@ export async function startGemmWorkers(memory: WebAssembly.Memory, threads: numb
   // eval'd scripts are CommonJS unless the process says `--input-type=module`; no option is inherited here.
   const workers = Array.from(
     { length: threads - 1 },
-    (_, i) => new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control: control.buffer, index: i + 1, threads } }),
+    (_, i) => new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control: control.buffer } }),
   );
   try {
     await Promise.all(

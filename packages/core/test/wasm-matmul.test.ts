@@ -128,7 +128,7 @@ describe('wasm BatchMatMul with transposed operands', () => {
     const backend = tf.backend();
     const base = livePackedCopies(backend);
     const w = tf.tensor2d(values(13, 24 * 40), [24, 40]); // [k, n]
-    const wide = tf.reshape(w, [40, 24]); // the same data as [n, k]: another packing
+    const wide = tf.reshape(w, [40, 24]) as tf.Tensor2D; // the same data as [n, k]: another packing
     const want = async (x: tf.Tensor2D, y: tf.Tensor2D): Promise<Float32Array> => {
       await initBackend('cpu');
       const r = tf.tidy(() => tf.matMul(tf.tensor2d(x.dataSync(), x.shape), tf.tensor2d(y.dataSync(), y.shape)));
