@@ -59,9 +59,9 @@ const env = (name: string): string | undefined => (typeof process !== 'undefined
 
 /**
  * Replaces the wasm backend's `BatchMatMul` kernel by one that transposes a transposed operand explicitly, runs
- * batched products one matrix at a time, and runs plain products through gemm.wat on one thread (else tfjs's own
- * kernel, XNNPACK). Same results up to float32 rounding (gemm.wat sums each entry left to right over k); once per
- * process, after `@tensorflow/tfjs-backend-wasm` has registered its kernels.
+ * batched products one matrix at a time, and runs plain products through gemm.wat (on one thread, or split over
+ * its workers; else tfjs's own kernel, XNNPACK). Same results up to float32 rounding (gemm.wat sums over k in
+ * order); once per process, after `@tensorflow/tfjs-backend-wasm` has registered its kernels.
  *
  * @param threads - the running backend's thread count (tfjs-backend-wasm's `getThreadsCount`).
  */
