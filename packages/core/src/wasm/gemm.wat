@@ -6,8 +6,8 @@
 ;; instructions, and the x86 microkernel XNNPACK picks for WebAssembly broadcasts each A value with a shuffle (which
 ;; competes with them for the vector ports) and, compiled by V8, spills accumulators to the stack. This kernel
 ;; broadcasts straight from memory (v128.load32_splat, a load), fits its tile in registers, and keeps the vector
-;; ports on multiplies and adds: 25 to 30 GFLOP/s against XNNPACK's 16 to 22 on one core of this
-;; Zen 3 machine, whose two multiply and two add ports make mul + add as fast as FMA would be.
+;; ports on multiplies and adds: 25 to 30 GFLOP/s against XNNPACK's 16 to 22 on one core of this Zen 3 machine, whose
+;; two multiply and two add ports make mul + add as fast as FMA would be.
 ;;
 ;; Layout: pack_b_all copies B once as panels of 8 columns, [⌈N/8⌉, K, 8] (the last panel zero-padded), which
 ;; wasm-gemm.ts keeps for a weight as long as the weight lives. pack_a copies A as groups of four rows interleaved,
@@ -15,11 +15,11 @@
 ;; pointer. Then panels works through k in chunks of KC = 2048 (one chunk at a small model's widths; smaller chunks
 ;; measured slower there), and in each, for each panel in its range (contiguous rows, streamed by the prefetcher while
 ;; every row group passes over them), each row group gets a 4 × 8 register tile (eight accumulators: a larger tile
-;; makes V8 spill), stored into C by the first chunk and added to it by the others. For fewer than four rows, rows
-;; runs a 1 × 8 tile per row straight from A. Padded rows and columns are computed but not
-;; stored. Within a chunk each C entry is a left-to-right float32 sum over k, the order of a naive loop (and of
-;; XNNPACK's). K must be at least 1 (the caller keeps K = 0 away). Threads split the panels (wasm-gemm.ts); the packed
-;; A is shared, read-only.
+;; makes V8 spill), stored into C by the first chunk and added to it by the others. Padded rows and columns are
+;; computed but not stored. Within a chunk each C entry is a left-to-right float32 sum over k, the order of a naive
+;; loop (and of XNNPACK's). For fewer than four rows, rows runs a 1 × 8 tile per row straight from A, summing even and
+;; odd k apart and then adding the two. K must be at least 1 (the caller keeps K = 0 away). Threads split the panels
+;; (wasm-gemm.ts); the packed A is shared, read-only.
 (module
   (import "env" "memory" (memory 1))
 
