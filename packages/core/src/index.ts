@@ -23,4 +23,4 @@ export * from './validate.js';
 export * from './quant/formats.js';
 export * from './quant/quantized-linear.js';
 export * from './quant/quantize.js';
-export * from './wasm.js';
+export { instantiateWasm, instantiateWasmIn, wasmHeapMemory } from './wasm.js';

@@ -16,7 +16,7 @@
  * @module
  */
 import { GEMM_SHARED_WASM_BASE64, GEMM_WASM_BASE64 } from './wasm/gemm-wasm.js';
-import { instantiateWasm } from './wasm.js';
+import { instantiateWasmIn, isSharedMemory, wasmBytes } from './wasm.js';
 
 /** gemm.wat's exports (pointers are byte offsets on the heap). */
 interface GemmExports {
@@ -65,27 +65,12 @@ export function livePackedCopies(backend: unknown): number {
   return count;
 }
 
-/** gemm.wat instantiated on each heap it has worked in (`null` where the engine cannot). */
-const instances = new WeakMap<WebAssembly.Memory, GemmExports | null>();
 /** The worker pool of each shared heap that has one. */
 const pools = new WeakMap<WebAssembly.Memory, Pool>();
 
-/** Whether `memory` is shared (the threaded build's heap). */
-const isShared = (memory: WebAssembly.Memory): boolean =>
-  typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-
-/** The module's bytes for `memory`'s kind. */
-const moduleBase64 = (memory: WebAssembly.Memory): string => (isShared(memory) ? GEMM_SHARED_WASM_BASE64 : GEMM_WASM_BASE64);
-
 /** gemm.wat working in `memory`, or `null` where the engine cannot instantiate it (no SIMD). */
-function gemmIn(memory: WebAssembly.Memory): GemmExports | null {
-  let m = instances.get(memory);
-  if (m === undefined) {
-    m = instantiateWasm<GemmExports>(moduleBase64(memory), { env: { memory } });
-    instances.set(memory, m);
-  }
-  return m;
-}
+const gemmIn = (memory: WebAssembly.Memory): GemmExports | null =>
+  instantiateWasmIn<GemmExports>(memory, { unshared: GEMM_WASM_BASE64, shared: GEMM_SHARED_WASM_BASE64 });
 
 /** Whether {@link gemm} can run in `memory` with `threads` threads (the backend's count). */
 export function gemmAvailable(memory: WebAssembly.Memory, threads: number): boolean {
@@ -237,13 +222,12 @@ for (let seen = 0; ; ) {
  * kept) where that cannot be done; {@link gemmAvailable} then says no for that thread count.
  */
 export async function startGemmWorkers(memory: WebAssembly.Memory, threads: number): Promise<void> {
-  if (threads < 2 || pools.has(memory) || !isShared(memory)) return;
+  if (threads < 2 || pools.has(memory) || !isSharedMemory(memory)) return;
   if (gemmIn(memory) == null) return;
   // A specifier in a variable, so that browser bundlers leave this Node-only import alone.
   const workerThreads = 'node:worker_threads';
   const { Worker } = (await import(/* @vite-ignore */ workerThreads)) as typeof import('node:worker_threads');
-  const bytes = Uint8Array.from(atob(moduleBase64(memory)), (ch) => ch.charCodeAt(0));
-  const module = new WebAssembly.Module(bytes);
+  const module = new WebAssembly.Module(wasmBytes(GEMM_SHARED_WASM_BASE64));
   const control = new Int32Array(new SharedArrayBuffer(16 * 4));
   // eval'd scripts are CommonJS unless the process says `--input-type=module`; no option is inherited here.
   const workers = Array.from(

@@ -43,17 +43,10 @@ interface WasmBackendLike {
  */
 const MIN_WORK = 1 << 18;
 
-/** Which way the plain products went, counted (tests check the path they meant to exercise was taken). Internal. */
-export const matMulPaths = { gemm: 0, xnnpack: 0 };
+/** Products run through gemm.wat so far (tests check the path they meant to exercise was taken). Internal. */
+export const gemmProducts = { count: 0 };
 
 let installed = false;
-/** Whether plain products may go to gemm.wat (`SLMKIT_WASM_XNNPACK=1` turns it off). */
-let gemmEnabled = true;
-
-/** Turns gemm.wat off or on for plain products (tests and A/B measurements). Internal. */
-export function setWasmGemm(on: boolean): void {
-  gemmEnabled = on;
-}
 
 const env = (name: string): string | undefined => (typeof process !== 'undefined' ? process.env?.[name] : undefined);
 
@@ -68,7 +61,8 @@ const env = (name: string): string | undefined => (typeof process !== 'undefined
 export function installWasmMatMul(threads: () => number): void {
   if (installed) return;
   if (env('SLMKIT_WASM_TFJS_MATMUL') === '1') return;
-  gemmEnabled = env('SLMKIT_WASM_XNNPACK') !== '1';
+  // Plain products go to gemm.wat unless `SLMKIT_WASM_XNNPACK=1` keeps them on XNNPACK.
+  const gemmEnabled = env('SLMKIT_WASM_XNNPACK') !== '1';
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (original == null) return;
   installed = true;
@@ -115,7 +109,7 @@ export function installWasmMatMul(threads: () => number): void {
     } finally {
       if (scratch != null) backend.disposeData(scratch.dataId);
     }
-    matMulPaths.gemm++;
+    gemmProducts.count++;
     return out;
   }
 
@@ -128,7 +122,6 @@ export function installWasmMatMul(threads: () => number): void {
       const out = gemmProduct(args, [m, n], 1, m, k, n);
       if (out != null) return out;
     }
-    matMulPaths.xnnpack++;
     return plain(args);
   }
 

@@ -25,13 +25,53 @@
  */
 export function instantiateWasm<T>(base64: string, imports?: WebAssembly.Imports): T | null {
   try {
-    const bin = atob(base64);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return new WebAssembly.Instance(new WebAssembly.Module(bytes), imports).exports as unknown as T;
+    return new WebAssembly.Instance(new WebAssembly.Module(wasmBytes(base64)), imports).exports as unknown as T;
   } catch {
     return null;
   }
+}
+
+/** A module's bytes from their base64. Internal. */
+export function wasmBytes(base64: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(base64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/** Whether `memory` is shared (a `SharedArrayBuffer`: the wasm backend's threaded build). Internal. */
+export function isSharedMemory(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+}
+
+/** Each memory's instances, by the module's unshared bytes. */
+const instancesIn = new WeakMap<WebAssembly.Memory, Map<string, unknown>>();
+
+/**
+ * The exports of a module that imports its memory (`env.memory`), instantiated once per memory with
+ * {@link instantiateWasm}: the `shared` variant's bytes when `memory` is shared (the wasm backend's threaded build),
+ * else the `unshared` ones. `null` (also remembered) where the engine cannot instantiate it.
+ *
+ * @param memory - the memory the module works in: a `wasm` backend's heap ({@link wasmHeapMemory}), or one of its own.
+ * @param variants - the module's bytes in base64, importing an unshared and a shared memory.
+ *
+ * @example
+ * ```ts
+ * import { instantiateWasmIn } from '@slmkit/core';
+ * const memory = new WebAssembly.Memory({ initial: 1 });
+ * // The smallest valid module (no imports at all); a real kernel imports env.memory.
+ * const exports = instantiateWasmIn<Record<string, never>>(memory, { unshared: 'AGFzbQEAAAA=', shared: 'AGFzbQEAAAA=' });
+ * console.log(exports === instantiateWasmIn(memory, { unshared: 'AGFzbQEAAAA=', shared: 'AGFzbQEAAAA=' })); // true
+ * ```
+ */
+export function instantiateWasmIn<T>(memory: WebAssembly.Memory, variants: { unshared: string; shared: string }): T | null {
+  let instances = instancesIn.get(memory);
+  if (instances == null) instancesIn.set(memory, (instances = new Map()));
+  if (!instances.has(variants.unshared)) {
+    const base64 = isSharedMemory(memory) ? variants.shared : variants.unshared;
+    instances.set(variants.unshared, instantiateWasm<T>(base64, { env: { memory } }));
+  }
+  return instances.get(variants.unshared) as T | null;
 }
 
 /**

@@ -3,7 +3,7 @@
 import { expect, it } from 'vitest';
 // @ts-expect-error: a plain JavaScript build script without declarations
 import { MODULES, check } from '../../../scripts/build-wasm.mjs';
-import { instantiateWasm } from '../src/index.js';
+import { instantiateWasm, instantiateWasmIn } from '../src/index.js';
 import { GEMM_SHARED_WASM_BASE64, GEMM_WASM_BASE64 } from '../src/wasm/gemm-wasm.js';
 
 it('gemm-wasm.ts holds the assembly of gemm.wat', async () => {
@@ -21,7 +21,17 @@ it('both variants compute C = A · B in their memory, shared or not: padded rows
   const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i * 0.7));
   const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.3));
   const want = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let p = 0; p < k; p++) want[i * n + j] += a[i * k + p] * b[p * n + j];
+  // Σ |a b| per entry: float32 rounding of the sum stays far below 1e-7 of it (1e-9 measured); a lost term or chunk
+  // of k is of its order.
+  const scale = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      for (let p = 0; p < k; p++) {
+        want[i * n + j] += a[i * k + p] * b[p * n + j];
+        scale[i * n + j] += Math.abs(a[i * k + p] * b[p * n + j]);
+      }
+    }
+  }
   // Float offsets: A, B, C with 8 guard cells after it, packed A, packed B (two panels of 8 columns).
   const [pa, pb, pc] = [0, m * k, m * k + k * n];
   const [ap, bp] = [pc + m * n + 8, pc + m * n + 8 + 8 * k];
@@ -36,7 +46,7 @@ it('both variants compute C = A · B in their memory, shared or not: padded rows
     gemm!.pack_b_all(pb * 4, bp * 4, n, k);
     gemm!.pack_a(pa * 4, ap * 4, m, k);
     const check = (rows: number, what: string): void => {
-      for (let i = 0; i < rows * n; i++) expect(heap[pc + i], `${what}: C[${i}]`).toBeCloseTo(want[i], 2);
+      for (let i = 0; i < rows * n; i++) expect(Math.abs(heap[pc + i] - want[i]), `${what}: C[${i}]`).toBeLessThan(1e-7 * scale[i]);
       for (let i = pc + rows * n; i < pc + m * n + 8; i++) expect(heap[i], `${what}: cell ${i} after C`).toBe(-7);
     };
     // The 4 × 8 tiles, in two shares of the panels as two threads would run them.
@@ -49,4 +59,18 @@ it('both variants compute C = A · B in their memory, shared or not: padded rows
     gemm!.rows(pa * 4, bp * 4, pc * 4, 3, n, k, 0, n);
     check(3, 'rows');
   }
+});
+
+it('instantiateWasmIn: one instance per memory and module, the shared variant for a shared memory', () => {
+  const variants = { unshared: GEMM_WASM_BASE64, shared: GEMM_SHARED_WASM_BASE64 };
+  const plain = new WebAssembly.Memory({ initial: 1 });
+  const shared = new WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+  const a = instantiateWasmIn<object>(plain, variants);
+  const b = instantiateWasmIn<object>(shared, variants);
+  expect(a).not.toBeNull();
+  expect(b).not.toBeNull(); // the unshared bytes would fail to instantiate on a shared memory
+  expect(instantiateWasmIn<object>(plain, variants)).toBe(a);
+  expect(b).not.toBe(a);
+  // The wrong variant for a memory cannot instantiate: the choice is what makes b work.
+  expect(instantiateWasm(GEMM_WASM_BASE64, { env: { memory: shared } })).toBeNull();
 });

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { instantiateWasm } from '@slmkit/core';
+import { instantiateWasmIn } from '@slmkit/core';
 import { ATTENTION_SHARED_WASM_BASE64, ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
 interface AttentionExports {
@@ -17,22 +17,13 @@ interface AttentionExports {
   exp_sum(s: number, out: number, n: number, max: number): number;
 }
 
-/** One instance per memory the module works in (`null` where the engine cannot instantiate it). */
-const instances = new WeakMap<WebAssembly.Memory, AttentionExports | null>();
 let ownMemory: WebAssembly.Memory | undefined;
 let enabled = true;
 let lastInPlace = false;
 
 /** The module working in `memory`: the wasm backend's heap, or the memory of its own that `cpu` copies into. */
-function moduleIn(memory: WebAssembly.Memory): AttentionExports | null {
-  let m = instances.get(memory);
-  if (m === undefined) {
-    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-    m = instantiateWasm<AttentionExports>(shared ? ATTENTION_SHARED_WASM_BASE64 : ATTENTION_WASM_BASE64, { env: { memory } });
-    instances.set(memory, m);
-  }
-  return m;
-}
+const moduleIn = (memory: WebAssembly.Memory): AttentionExports | null =>
+  instantiateWasmIn<AttentionExports>(memory, { unshared: ATTENTION_WASM_BASE64, shared: ATTENTION_SHARED_WASM_BASE64 });
 
 /** The module's own memory, where inputs are copied when they are not on a heap it works in. */
 function own(): WebAssembly.Memory {
