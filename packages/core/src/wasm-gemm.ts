@@ -6,8 +6,10 @@
  * keeps its own) until the weight's data is freed: every forward multiplies by the same weights, and the copy is
  * built once. Like XNNPACK's, it assumes tensor data never changes in place while the tensor lives.
  *
- * The split: the calling thread packs A once (shared, read-only), then every thread takes B's panels a few at a time
- * from a shared counter and computes them into C. Workers wait on a futex (`Atomics.wait`) in a small
+ * The split: the calling thread packs A once (shared, read-only), then every thread claims runs of B's panels from a
+ * shared counter ({@link claimPanels}: guided, each run a share of what is left, so that the runs shrink towards the
+ * end and the threads finish together) and computes them into C. A product of fewer than four rows (a decode step's)
+ * is split the same way, over the panels its rows stream. Workers wait on a futex (`Atomics.wait`) in a small
  * shared control block; the calling thread writes a product's arguments there, wakes them, computes its own share
  * and waits until all have counted themselves done. Waking a sleeping thread costs 0.1 to 0.4 ms on a VM, so both
  * sides poll for {@link SPIN_MS} before they sleep, and products under {@link MIN_SPLIT_WORK} multiply-adds stay on
@@ -46,7 +48,31 @@ const SEQ = 0;
 const DONE = 1;
 const ERROR = 2;
 const NEXT = 3;
-const ARGS = 4; // ap, bp, c, m, n, k, panels per take: 7 slots (pointers as unsigned 32-bit)
+const ARGS = 4; // ap (A itself for `rows`), bp, c, m, n, k, threads, rows (1: `rows`, else `panels`): 8 slots (unsigned)
+
+/** The fewest panels a thread claims at a time (at 128 × 576, two panels are about 0.05 ms of work). */
+const MIN_CLAIM = 2;
+
+/**
+ * Claims the next run of panels of a split product from the control block's counter, for any of the `threads`:
+ * returns its first panel, or `total` when none are left; the run ends at {@link claimEnd}. Self-contained (it reads
+ * no outer names), as the workers run its source too.
+ */
+function claimPanels(control: Int32Array, total: number, threads: number): number {
+  for (;;) {
+    const p = Atomics.load(control, 3); // NEXT
+    if (p >= total) return total;
+    if (Atomics.compareExchange(control, 3, p, claimEnd(p, total, threads)) === p) return p;
+  }
+}
+
+/**
+ * The end of the run claimed from panel `p`: a share of what is left (guided scheduling), at least two panels.
+ * Self-contained, as {@link claimPanels}.
+ */
+function claimEnd(p: number, total: number, threads: number): number {
+  return Math.min(total, p + Math.max(2, Math.ceil((total - p) / (2 * threads))));
+}
 
 /** Workers splitting products on one shared heap. */
 interface Pool {
@@ -99,31 +125,28 @@ export function packB(memory: WebAssembly.Memory, b: number, bp: number, k: numb
  */
 export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: number, m: number, k: number, n: number, scratch: number): void {
   const module = gemmIn(memory)!;
-  if (m < TILE_ROWS) {
-    module.rows(a, bp, c, m, n, k, 0, n);
-    return;
-  }
-  const ap = scratch;
-  module.pack_a(a, ap, m, k);
+  const few = m < TILE_ROWS;
+  const ap = few ? a : scratch; // fewer than four rows: read A as it is
+  if (!few) module.pack_a(a, ap, m, k);
+  const run = few ? module.rows : module.panels;
   const pool = pools.get(memory);
-  if (pool == null || m * n * k < MIN_SPLIT_WORK || n <= 8) {
-    module.panels(ap, bp, c, m, n, k, 0, n);
+  if (pool == null || m * n * k < MIN_SPLIT_WORK || n <= 8 * MIN_CLAIM) {
+    run(ap, bp, c, m, n, k, 0, n);
     return;
   }
   const { control, threads } = pool;
-  // Panels are taken a few at a time from a shared counter, by this thread and by each worker once it is awake:
-  // a worker that wakes late, or shares its core with another thread for a while, takes fewer.
   const total = Math.ceil(n / 8);
-  const take = Math.max(1, Math.ceil(total / (4 * threads)));
-  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k, take], ARGS);
+  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k, threads, few ? 1 : 0], ARGS);
   Atomics.store(control, NEXT, 0);
   Atomics.store(control, DONE, 0);
   Atomics.add(control, SEQ, 1);
   Atomics.notify(control, SEQ);
-  for (let p = Atomics.add(control, NEXT, take); p < total; p = Atomics.add(control, NEXT, take)) {
-    module.panels(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * (p + take)));
+  // This thread and each worker, once awake, claim runs of panels until none are left: a worker that wakes late, or
+  // shares its core with another thread for a while, claims fewer.
+  for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
+    run(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
   }
-  // The workers finish their last take about when this thread does: poll before sleeping (a sleeping thread's
+  // The workers finish their last runs about when this thread does: poll before sleeping (a sleeping thread's
   // wake-up costs 0.1 to 0.4 ms on a VM).
   const pollUntil = performance.now() + SPIN_MS;
   for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
@@ -187,14 +210,16 @@ export function packedWeight(backend: unknown, memory: WebAssembly.Memory, b: { 
 
 /**
  * A worker's script (CommonJS, evaluated): instantiate gemm.wat on the shared heap, say ready, then for each job
- * counted in the control block take panels from the shared counter until none are left, and count itself done.
+ * counted in the control block claim runs of panels until none are left, and count itself done.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { module, memory, control: buffer } = workerData;
-const { panels } = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const { panels, rows } = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const control = new Int32Array(buffer);
-const args = new Uint32Array(buffer, ${ARGS * 4}, 7);
+const args = new Uint32Array(buffer, ${ARGS * 4}, 8);
+${claimPanels.toString()}
+${claimEnd.toString()}
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
   // Poll for the next job for a while (the next product of a forward is often right behind), then sleep.
@@ -202,11 +227,12 @@ for (let seen = 0; ; ) {
   while (Atomics.load(control, ${SEQ}) === seen && performance.now() < pollUntil);
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
-  const [ap, bp, c, m, n, k, take] = args;
+  const [ap, bp, c, m, n, k, threads, few] = args;
+  const run = few === 1 ? rows : panels;
   const total = Math.ceil(n / 8);
   try {
-    for (let p = Atomics.add(control, ${NEXT}, take); p < total; p = Atomics.add(control, ${NEXT}, take)) {
-      panels(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * (p + take)));
+    for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
+      run(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
     }
   } catch {
     Atomics.store(control, ${ERROR}, 1);

@@ -32,6 +32,9 @@ describe('wasm backend threads (Node)', () => {
     // Large enough (m·k·n over 2^22) that slmkit's GEMM splits it between the two threads, with a part panel.
     const [m, k, n] = [100, 300, 204];
     const big = [values(4, m * k), values(5, k * n)];
+    // A decode step's product (three rows: the few-rows tile), also large enough to split, with a part panel.
+    const [mr, nr] = [3, 2444];
+    const wide = [values(6, mr * 600), values(7, 600 * nr)];
     const mlp = GatedMLP.create(80, 144, { activation: 'silu', seed: 3 });
     const run = async () => {
       const outs = tf.tidy(() => {
@@ -40,6 +43,7 @@ describe('wasm backend threads (Node)', () => {
           tf.matMul(x, tf.tensor2d(b, [80, 200])), // [T, 200]
           mlp.forward(x.reshape([1, 96, 80])), // [1, T, d]
           tf.matMul(tf.tensor2d(big[0], [m, k]), tf.tensor2d(big[1], [k, n])), // [m, n]
+          tf.matMul(tf.tensor2d(wide[0], [mr, 600]), tf.tensor2d(wide[1], [600, nr])), // [mr, nr]
         ];
       });
       const out = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
@@ -48,11 +52,11 @@ describe('wasm backend threads (Node)', () => {
     };
     const before = tf.memory().numTensors;
     const splits = gemmSplits.count;
-    const [yWasm, zWasm, bigWasm] = await run();
-    expect(gemmSplits.count - splits, 'the large product split over the threads').toBeGreaterThanOrEqual(1);
+    const [yWasm, zWasm, bigWasm, wideWasm] = await run();
+    expect(gemmSplits.count - splits, 'the two large products split over the threads').toBeGreaterThanOrEqual(2);
     expect(tf.memory().numTensors).toBe(before);
-    const [yCpu, zCpu, bigCpu] = await onBackend('cpu', run);
-    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu], [bigWasm, bigCpu]] as const) {
+    const [yCpu, zCpu, bigCpu, wideCpu] = await onBackend('cpu', run);
+    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu], [bigWasm, bigCpu], [wideWasm, wideCpu]] as const) {
       let worst = 0;
       for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(p[i] - q[i]) / (1 + Math.abs(q[i])));
       expect(worst).toBeLessThan(1e-5);
