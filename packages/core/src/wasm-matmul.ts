@@ -12,7 +12,7 @@
  * tfjs's kernel also runs every batched product (rank > 2) through its scalar loop: `[3, 384, 64] · [3, 64, 128]`
  * takes 11 ms there against under 2 ms as three matrix products through XNNPACK. Batched products with the same
  * leading dimensions on both sides (no broadcasting) are run here one matrix at a time, through the rewrite above
- * when an operand is transposed. Small products keep tfjs's path.
+ * when an operand is transposed, and a batch of one as its matrices. Small products keep tfjs's path.
  *
  * The plain products themselves (`x · W` of every projection, and the rewrites above) run through slmkit's own
  * WebAssembly GEMM (`wasm-gemm.ts`) on the backend's heap, in place: 1.3 to 1.5 times XNNPACK's speed on one core,
@@ -154,8 +154,9 @@ export function installWasmMatMul(threads: () => number): void {
   /**
    * A batched product `[..., m, k] · [..., k, n]` with the same leading dimensions on both sides, one matrix product
    * per batch entry: in place through gemm.wat when neither operand is transposed and it takes them, else each copied
-   * out of the batch, multiplied by {@link matrixProduct} and copied into the output; `null` for anything else
-   * (broadcast batches, small products, other dtypes), which tfjs's kernel handles.
+   * out of the batch, multiplied by {@link matrixProduct} and copied into the output; a batch of one is its matrices
+   * (no copies); `null` for anything else (broadcast batches, small products, other dtypes), which tfjs's kernel
+   * handles.
    */
   function batchedProduct(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | null {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
@@ -169,7 +170,15 @@ export function installWasmMatMul(threads: () => number): void {
     const bMatrix = b.shape.slice(-2); // [k, n], or [n, k] with transposeB
     const [m, k] = transposeA ? [aMatrix[1], aMatrix[0]] : aMatrix;
     const [kB, n] = transposeB ? [bMatrix[1], bMatrix[0]] : bMatrix;
-    if (batch < 2 || k !== kB || m * n * k < MIN_WORK) return null;
+    if (k !== kB) return null; // tfjs's kernel reports mismatched shapes in the caller's terms
+    if (batch === 1) {
+      // Leading dimensions of 1: the matrices themselves, as views of the same data (as a reshape is on wasm), and
+      // the product's data seen with the leading dimensions back.
+      const view = (t: tf.TensorInfo, shape: number[]): tf.TensorInfo => ({ dataId: t.dataId, shape, dtype: t.dtype });
+      const out = matrixProduct({ ...args, inputs: { a: view(a, aMatrix), b: view(b, bMatrix) } }) as tf.TensorInfo; // [m, n]
+      return view(out, [...lead, m, n]); // [1, ..., m, n]
+    }
+    if (m * n * k < MIN_WORK) return null;
     if (!transposeA && !transposeB) {
       const out = gemmProduct(args, [...lead, m, n], batch, m, k, n);
       if (out != null) return out;

@@ -64,6 +64,8 @@ describe('wasm BatchMatMul with transposed operands', () => {
     [[3], 128, 64, 96],
     [[1, 3], 96, 64, 128],
     [[2, 2], 4, 5, 6],
+    [[1], 70, 80, 90],
+    [[1, 1], 128, 64, 96],
   ];
   for (const [lead, m, k, n] of batched) {
     for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
@@ -163,11 +165,28 @@ describe('wasm BatchMatMul with transposed operands', () => {
     expectClose(wasm, cpu, 'batched through gemm');
   });
 
+  it('a batch of one runs as its matrices, through gemm.wat, transposed or not', async () => {
+    await initBackend('wasm');
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const before = gemmProducts.count;
+      const [cpu, wasm] = await onBoth(() => {
+        const a = tf.tensor3d(values(13, 96 * 80), ta ? [1, 80, 96] : [1, 96, 80]);
+        const b = tf.tensor3d(values(14, 80 * 72), tb ? [1, 72, 80] : [1, 80, 72]);
+        const y = tf.matMul(a, b, ta, tb); // [1, 96, 72]
+        return [y, tf.mul(tf.slice(y, [0, 90, 0], [1, 6, 72]), 2)]; // the data seen as [1, 96, 72] by the next ops
+      });
+      expect(gemmProducts.count - before, `${ta} ${tb}`).toBe(1);
+      expectClose(wasm, cpu, `batch of one ${ta} ${tb}`);
+    }
+  });
+
   it('mismatched inner sizes still get tfjs error', async () => {
     await initBackend('wasm');
     const a = tf.zeros([576, 1536]);
     const b = tf.zeros([128, 1536]);
     expect(() => tf.matMul(a, b, true, true)).toThrow(/inner shapes \(576\) and \(1536\)/);
-    tf.dispose([a, b]);
+    const [a1, b1] = [tf.zeros([1, 128, 576]), tf.zeros([1, 1536, 64])];
+    expect(() => tf.matMul(a1, b1)).toThrow(/inner shapes \(576\) and \(1536\)/);
+    tf.dispose([a, b, a1, b1]);
   });
 });
