@@ -199,8 +199,8 @@ const decode = DECODES.flatMap(({ series, window, concat, makeCache, held, quick
 
 /**
  * The issue-10 comparison, in one run: the block forward at T 128 with the naive tfjs-ops kernel against the fused
- * kernel (`cpu` / `wasm`), each also with XNNPACK on two wasm threads (the projections' matmuls; the fused kernel
- * itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
+ * kernel (`cpu` / `wasm`), each also on two wasm threads (the projections' matmuls split by slmkit's GEMM; the fused
+ * kernel itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
  * naive block on tfjs's own matmul kernel (`SLMKIT_WASM_TFJS_MATMUL=1`, in a child process): the plain tfjs path,
  * before slmkit ran batched products through XNNPACK too. `-xnnpack` runs the fused block with its projections on
  * XNNPACK (`SLMKIT_WASM_XNNPACK=1`): the before of slmkit's GEMM.

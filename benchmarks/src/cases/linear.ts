@@ -26,17 +26,26 @@ const PROJECTIONS = [
   { name: 'lm_head', inF: SMOLLM.hidden, outF: SMOLLM.vocab, Ts: [1, 128], quick: [1] },
 ];
 
-// up_proj at T 128 again with its matmul on XNNPACK (`-xnnpack`, SLMKIT_WASM_XNNPACK=1 in a child process): the
-// before of slmkit's GEMM.
+// Again in a child process: up_proj at T 128 with its matmul on XNNPACK (`-xnnpack`, SLMKIT_WASM_XNNPACK=1), the
+// before of slmkit's GEMM; up_proj at T 128 and the decode step's lm_head on two wasm threads (`-2threads`), the
+// GEMM split over both cores.
+const EXTRA: Record<string, [number, 'xnnpack' | '2threads'][]> = {
+  up_proj: [
+    [128, 'xnnpack'],
+    [128, '2threads'],
+  ],
+  lm_head: [[1, '2threads']],
+};
 const modules = PROJECTIONS.flatMap(({ name, inF, outF, Ts, quick }) =>
-  [...Ts.map((T) => [T, false] as const), ...(name === 'up_proj' ? [[128, true] as const] : [])].map(([T, xnnpack]) =>
+  [...Ts.map((T) => [T, null] as const), ...(EXTRA[name] ?? [])].map(([T, variant]) =>
     benchCase({
       block: 'linear',
-      series: `linear/${name}${xnnpack ? '-xnnpack' : ''}`,
+      series: `linear/${name}${variant != null ? `-${variant}` : ''}`,
       axis: { name: 'T', value: T },
       ...shapeOf(T, inF, outF),
-      quick: quick.includes(T),
-      ...(xnnpack ? { env: { SLMKIT_WASM_XNNPACK: '1' } } : {}),
+      quick: variant != null || quick.includes(T),
+      ...(variant === 'xnnpack' ? { env: { SLMKIT_WASM_XNNPACK: '1' } } : {}),
+      ...(variant === '2threads' ? { threads: 2 } : {}),
       setup: () => {
         const layer = new Linear(inF, outF, { bias: false, seed: 0 });
         const x = tf.randomNormal([BATCH, T, inF]); // [B, T, in]
