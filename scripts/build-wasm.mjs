@@ -45,6 +45,16 @@ export const MODULES = [
       what: 'The same module importing a shared memory (the wasm backend\'s threaded build), base64.',
     },
   },
+  {
+    wat: 'packages/attention/src/ops/wasm/attention-tiled.wat',
+    ts: 'packages/attention/src/ops/wasm/attention-tiled-wasm.ts',
+    constant: 'ATTENTION_TILED_WASM_BASE64',
+    what: 'The fused-attention kernel\'s tiled path (attention-tiled.wat), importing an unshared memory, base64.',
+    shared: {
+      constant: 'ATTENTION_TILED_SHARED_WASM_BASE64',
+      what: 'The same module importing a shared memory (the wasm backend\'s threaded build), base64.',
+    },
+  },
 ];
 
 /** The memory import a module declares, and what its `shared` variant declares instead. */

@@ -5,7 +5,7 @@ import { initBackend } from '@slmkit/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { CHUNKED_THRESHOLD, fusedAttention, hasFusedAttention, naiveAttention, resolveImplementation } from '../src/index.js';
 import { fusedAttentionOverBuffers } from '../src/ops/fused.js';
-import { attentionSimdAvailable, attentionSimdRanInPlace, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
+import { attentionSimdAvailable, attentionSimdRanInPlace, attentionSimdRanTiled, setAttentionSimd } from '../src/ops/wasm/fused-simd.js';
 import type { Case } from './build.js';
 import { blockCase, blockMask, expectBlockMatchesNaive, expectFusedMatchesNaive, expectNoSquareTensor, grid, inputs, type Grid } from './fused-grid.js';
 import { backends, expectClose, take } from './helpers.js';
@@ -22,9 +22,15 @@ describe('fused attention equals the naive kernel', () => {
     expect(hasFusedAttention('webgl')).toBe(false);
   });
 
+  // Larger cases for the tiled SIMD path (too slow for the WebGPU grid on a software adapter): head dims of a real
+  // model, several chunks of 64 keys, a last partial block of four query rows, a prefix apart from the window.
+  const tiledGrid: [string, Grid][] = [
+    ['Dh 64, Dv 16, window 70 + prefix 9 apart, T 150: key chunks, a partial block of rows, GQA 4:2', { B: 1, H: 4, KV: 2, T: 150, S: 150, Dh: 64, Dv: 16, window: 70, prefix: 9 }],
+    ['Dh 64, causal, T 66 after 134 cached keys (S 200), B 2, MHA', { B: 2, H: 2, KV: 2, T: 66, S: 200, Dh: 64 }],
+  ];
   const paths = [['cpu', true], ['wasm', true], ['cpu', false], ['wasm', false]] as const;
   for (const [backend, simd] of paths) {
-    for (const [name, g] of grid) {
+    for (const [name, g] of [...grid, ...tiledGrid]) {
       it(`${backend}, ${simd ? 'SIMD' : 'typed-array loop'}: ${name}: values and gradients`, async () => {
         expect(await backends()).toContain(backend);
         await initBackend(backend);
@@ -35,6 +41,27 @@ describe('fused attention equals the naive kernel', () => {
       });
     }
   }
+
+  it('SIMD: the tiled path takes several query rows over consecutive keys without a soft cap; the per-row loops the rest', async () => {
+    const cases: [Grid, boolean][] = [
+      [{ B: 1, H: 4, KV: 2, T: 4, S: 4, Dh: 8 }, true],
+      [{ B: 1, H: 4, KV: 2, T: 9, S: 30, Dh: 8, window: 5, prefix: 2 }, true],
+      [{ B: 1, H: 4, KV: 2, T: 3, S: 30, Dh: 8 }, false], // fewer than four rows (a decode step)
+      [{ B: 1, H: 2, KV: 1, T: 8, S: 8, Dh: 8, softcap: 2 }, false],
+      [{ B: 1, H: 2, KV: 1, T: 8, S: 8, Dh: 8, Dv: 4 }, false], // Dv not a multiple of 8
+      [{ B: 1, H: 2, KV: 1, T: 8, S: 8, Dh: 8, mask: [[0, 1, 1, 1, 1, 1, 1, 1]] }, false], // padding
+      [{ B: 1, H: 2, KV: 1, T: 4, S: 6, Dh: 8, keyPositions: [0, 1, 8, 9, 4, 5], queryStart: 6 }, false], // a rolling buffer's order
+    ];
+    for (const backend of ['cpu', 'wasm'] as const) {
+      await initBackend(backend);
+      for (const [g, tiled] of cases) {
+        const x = inputs(g, 5);
+        await take(fusedAttention(x.q, x.k, x.v, x.options));
+        expect(attentionSimdRanTiled(), `${backend} ${JSON.stringify(g)}`).toBe(tiled);
+        x.dispose();
+      }
+    }
+  });
 
   it('wasm: the SIMD loops read q, k and v in place on the heap when head dims are whole vectors, else copy (cpu: copy)', async () => {
     const cases: ['cpu' | 'wasm', Grid, boolean][] = [

@@ -1,13 +1,16 @@
 /**
- * The fused attention forward on WebAssembly SIMD (`attention.wat`): this file lays q, k and v out in the module's
- * memory (rows padded to whole vectors), and for each query row walks the keys in tiles: the module scores a tile,
- * JavaScript applies the masks, the soft cap and the online softmax's running max and sum, and the module adds the
- * tile's weighted values to the row's accumulator. Same visiting order and rules as the typed-array loop in
+ * The fused attention forward on WebAssembly SIMD: this file lays q, k and v out in the modules' memory (rows padded
+ * to whole vectors). A prefill over keys at consecutive positions without a soft cap takes the tiled path
+ * (`attention-tiled.wat`, {@link tiledForward}): four query rows of a head at a time against a head's keys packed in
+ * panels, the online softmax in the module. Otherwise (`attention.wat`) each query row walks the keys in tiles: the
+ * module scores a tile, JavaScript applies the masks, the soft cap and the online softmax's running max and sum, and
+ * the module adds the tile's weighted values to the row's accumulator. Same rules as the typed-array loop in
  * `fused.ts`, in float32 lanes instead of float64.
  *
  * @module
  */
 import { instantiateWasmIn } from '@slmkit/core';
+import { ATTENTION_TILED_SHARED_WASM_BASE64, ATTENTION_TILED_WASM_BASE64 } from './attention-tiled-wasm.js';
 import { ATTENTION_SHARED_WASM_BASE64, ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
 interface AttentionExports {
@@ -17,13 +20,27 @@ interface AttentionExports {
   exp_sum(s: number, out: number, n: number, max: number): number;
 }
 
+/** attention-tiled.wat's exports (pointers are byte offsets). */
+interface TiledExports {
+  pack_kt(k: number, kp: number, n: number, dh: number): void;
+  flash(
+    q: number, qStride: number, kp: number, v: number, S: number, dh: number, dv: number, scale: number, bounds: number,
+    lo1: number, hi1: number, lo2: number, hi2: number, work: number,
+  ): void;
+}
+
 let ownMemory: WebAssembly.Memory | undefined;
 let enabled = true;
 let lastInPlace = false;
+let lastTiled = false;
 
 /** The module working in `memory`: the wasm backend's heap, or the memory of its own that `cpu` copies into. */
 const moduleIn = (memory: WebAssembly.Memory): AttentionExports | null =>
   instantiateWasmIn<AttentionExports>(memory, { unshared: ATTENTION_WASM_BASE64, shared: ATTENTION_SHARED_WASM_BASE64 });
+
+/** The tiled path's module working in `memory`. */
+const tiledIn = (memory: WebAssembly.Memory): TiledExports | null =>
+  instantiateWasmIn<TiledExports>(memory, { unshared: ATTENTION_TILED_WASM_BASE64, shared: ATTENTION_TILED_SHARED_WASM_BASE64 });
 
 /** The module's own memory, where inputs are copied when they are not on a heap it works in. */
 function own(): WebAssembly.Memory {
@@ -39,6 +56,11 @@ export function setAttentionSimd(on: boolean): void {
 /** Whether the last SIMD forward read its inputs in place on the backend's heap (tests). Internal. */
 export function attentionSimdRanInPlace(): boolean {
   return lastInPlace;
+}
+
+/** Whether the last SIMD forward took the tiled path (tests). Internal. */
+export function attentionSimdRanTiled(): boolean {
+  return lastTiled;
 }
 
 /** Whether the SIMD path will run. */
@@ -58,12 +80,23 @@ export interface HeapPlace {
 /** Keys per tile. */
 const TILE = 64;
 
+/** Query rows the tiled path takes at a time (attention-tiled.wat's tile height). */
+const ROWS = 4;
+
+/** Floats of attention-tiled.wat's working area before the accumulator rows: scores, weights, per-row state. */
+const WORK_FLOATS = 528;
+
 /**
- * Floats of scratch a forward needs for value head dim `Dv` and `G` query heads per key/value head: a tile of
- * scores and of weights, and an accumulator row per head of a group.
+ * Floats of scratch a forward needs for head dims `Dh` and `Dv`, `G` query heads per key/value head and `S` keys: for
+ * the per-row path a tile of scores and of weights and an accumulator row per head of a group; for the tiled path a
+ * head's keys packed, its working area and accumulator rows, a copy of a last partial block of query rows, and the
+ * rows' key bounds (plus alignment slack).
  */
-export function simdScratchFloats(Dv: number, G: number): number {
-  return 2 * TILE + G * ((Dv + 3) & ~3);
+export function simdScratchFloats(Dh: number, Dv: number, G: number, S: number): number {
+  const [Dhp, Dvp] = [(Dh + 3) & ~3, (Dv + 3) & ~3];
+  const perRow = 2 * TILE + G * Dvp;
+  const tiled = Math.ceil(S / 8) * 8 * Dhp + 4 + WORK_FLOATS + ROWS * Dvp + ROWS * Dhp + 3 * ROWS;
+  return perRow + tiled;
 }
 
 /** What the forward reads: typed views of the inputs, the sizes and the rules (as the kernel's attributes). */
@@ -129,7 +162,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     oK = oQ + B * H * T * Dhp;
     oV = oK + B * KV * S * Dhp;
     oS = oV + B * KV * S * Dvp;
-    const bytes = (oS + simdScratchFloats(Dv, G)) * 4;
+    const bytes = (oS + simdScratchFloats(Dh, Dv, G, S)) * 4;
     const have = memory.buffer.byteLength;
     if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
     mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
@@ -144,11 +177,18 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   const oAcc = oP + TILE;
   const kp = Int32Array.from(a.keyPositions);
   // Keys at consecutive ascending positions with no padding (a prefill, a growing cache): the keys a query sees
-  // are at most two index ranges (the prefix, and the causal window), found without testing each key. Otherwise
-  // each key is tested and a hidden key inside a scored range gets p = 0.
+  // are at most two index ranges (the prefix, and the causal window), found without testing each key.
   let contiguous = keyMask === null;
   for (let s = 1; s < S && contiguous; s++) contiguous = kp[s] === kp[0] + s;
   const k0 = S > 0 ? kp[0] : 0;
+  // Several query rows and no soft cap: the tiled path, four rows of a head at a time.
+  const tiled = contiguous && softcap === 0 && T >= ROWS && Dvp % 8 === 0 ? tiledIn(memory) : null;
+  lastTiled = tiled !== null;
+  if (tiled !== null) {
+    tiledForward(a, tiled, mem, { oQ, oK, oV, inPlace, scratch: oAcc + G * Dvp, k0 }, out);
+    return true;
+  }
+  // Otherwise each key is tested and a hidden key inside a scored range gets p = 0.
   const vis = new Uint8Array(S); // per key of the current row: 1 visible (only when not contiguous)
   const chunks = new Int32Array(2 * (Math.ceil(S / TILE) + 2)); // [lo, n] pairs of the current row's key chunks
   const maxes = new Float64Array(G); // per head of the group: the running max of its scores
@@ -234,4 +274,85 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     }
   }
   return true;
+}
+
+/** Where {@link tiledForward} finds q, k and v (float offsets into `mem`) and its scratch, and the first key's position. */
+interface TiledPlace {
+  oQ: number;
+  oK: number;
+  oV: number;
+  /** Whether k and v are read in place (blocks `kvStride` positions apart) or were copied (`S` apart). */
+  inPlace: boolean;
+  /** Float offset of the tiled path's scratch ({@link simdScratchFloats}'s second part). */
+  scratch: number;
+  k0: number;
+}
+
+/**
+ * The tiled path (attention-tiled.wat) for keys at consecutive positions and no soft cap: per key/value head its keys
+ * are packed once, then every block of four query rows of each of its heads runs in one call over the union of the
+ * rows' key ranges, each row masked by its own; rows are normalised here.
+ */
+function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, place: TiledPlace, out: Float32Array): void {
+  const { B, H, KV, T, S, Dh, Dv, scale, causal, slidingWindow: w, prefixLength: prefix } = a;
+  const { oQ, oK, oV, k0 } = place;
+  const G = H / KV;
+  const Dhp = (Dh + 3) & ~3;
+  const Dvp = (Dv + 3) & ~3;
+  // Scratch: packed keys, the working area (from a 16-byte boundary: its per-row state holds float64 sums), the
+  // copy of a last partial block of query rows, the rows' bounds.
+  const oKp = place.scratch;
+  const oWork = (oKp + Math.ceil(S / 8) * 8 * Dhp + 3) & ~3;
+  const oAcc = oWork + WORK_FLOATS;
+  const oTail = oAcc + ROWS * Dvp;
+  const oBounds = oTail + ROWS * Dhp;
+  const bounds = new Int32Array(mem.buffer, 4 * oBounds, 3 * ROWS); // per row: prefix end, window start, window end
+  const state = new Float64Array(mem.buffer, 4 * (oWork + 512), 2 * ROWS); // per row: (max, alpha), sum
+  for (let b = 0; b < B; b++) {
+    for (let kvh = 0; kvh < KV; kvh++) {
+      const kvRow = (b * KV + kvh) * (place.inPlace ? a.kvStride : S); // copies hold S positions per block
+      t.pack_kt(4 * (oK + kvRow * Dhp), 4 * oKp, S, Dhp);
+      for (let g = 0; g < G; g++) {
+        const head = b * H + kvh * G + g;
+        for (let t0 = 0; t0 < T; t0 += ROWS) {
+          const rows = Math.min(ROWS, T - t0);
+          let qAt = oQ + (head * T + t0) * Dhp;
+          if (rows < ROWS) {
+            // The last block's missing rows: zeros, seeing no key.
+            mem.fill(0, oTail, oTail + ROWS * Dhp);
+            mem.copyWithin(oTail, qAt, qAt + rows * Dhp);
+            qAt = oTail;
+          }
+          let prefixMax = 0;
+          let loMin = S;
+          let hiMax = 0;
+          for (let r = 0; r < ROWS; r++) {
+            let [pe, lo, hi] = [0, 0, 0];
+            if (r < rows) {
+              const qp = a.queryPositions[t0 + r];
+              hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
+              lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
+              pe = Math.min(lo, Math.max(0, prefix - k0)); // keys before the window that the prefix keeps
+              prefixMax = Math.max(prefixMax, pe);
+              if (hi > lo) [loMin, hiMax] = [Math.min(loMin, lo), Math.max(hiMax, hi)];
+            }
+            bounds.set([pe, lo, hi], 3 * r);
+          }
+          // The union of the rows' keys: the prefix's, then the window's from a panel boundary; one range when the
+          // two would share a panel.
+          let [lo1, hi1] = [0, prefixMax];
+          let [lo2, hi2] = hiMax > loMin ? [loMin & ~7, hiMax] : [0, 0];
+          if (hi1 > 0 && hi2 > lo2 && lo2 < ((hi1 + 7) & ~7)) [lo1, hi1, lo2, hi2] = [0, Math.max(hi1, hi2), 0, 0];
+          t.flash(4 * qAt, 4 * Dhp, 4 * oKp, 4 * (oV + kvRow * Dvp), S, Dhp, Dvp, scale, 4 * oBounds, lo1, hi1, lo2, hi2, 4 * oWork);
+          for (let r = 0; r < rows; r++) {
+            const oAt = (head * T + t0 + r) * Dv;
+            // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
+            const inv = state[2 * r + 1] > 0 ? 1 / state[2 * r + 1] : 0;
+            const accAt = oAcc + r * Dvp;
+            for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
+          }
+        }
+      }
+    }
+  }
 }
