@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: the per-block micro-benchmarks. Run with `--help` for the options.
  */
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BackendName } from '@slmkit/core';
-import { runBench } from './bench.js';
+import { runBench, serveCases } from './bench.js';
 import { allCases } from './cases/index.js';
 import { selectCases } from './registry.js';
 
@@ -25,6 +26,7 @@ const USAGE = `usage: npm run bench -- [options]
   --out DIR           where the JSON, Markdown and SVG go (default benchmarks/results)
   --no-write          write no result files
   --list              list the selected case ids and exit
+  --serve             internal: run as a run's child process (requests on standard input, results on output)
 `;
 
 function usageError(message: string): never {
@@ -55,6 +57,7 @@ function parse() {
         out: { type: 'string' },
         'no-write': { type: 'boolean', default: false },
         list: { type: 'boolean', default: false },
+        serve: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -80,6 +83,16 @@ if (values.list) {
 
 const threads = count('threads', values.threads);
 if (threads === 0) usageError('--threads must be at least 1');
+if (values.serve) {
+  await serveCases({
+    cases: allCases,
+    ...(values.backend != null ? { backend: values.backend as BackendName } : {}),
+    ...(threads != null ? { threads } : {}),
+    input: createInterface({ input: process.stdin }),
+    out: (line) => void process.stdout.write(line),
+  });
+  process.exit(0);
+}
 const repeats = count('repeats', values.repeats);
 const rounds = count('rounds', values.rounds);
 const warmup = count('warmup', values.warmup);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runBench } from '../src/bench.js';
+import { runBench, serveCases } from '../src/bench.js';
 import { allCases } from '../src/cases/index.js';
 import { loadNote } from '../src/header.js';
 import { benchCase, checkUniqueIds, selectCases, type BenchCase } from '../src/registry.js';
@@ -240,11 +240,12 @@ describe('wasm thread counts', () => {
     delete process.env.SLMKIT_BENCH_TEST_HERE;
     expect(asked).toEqual([[2, ['tiny/two/T=2']], [1, ['tiny/env-there/T=2']]]);
     expect(envs).toEqual([{}, { SLMKIT_BENCH_TEST_THERE: 'yes' }]);
+    // In the selection's order: a case run elsewhere sits beside the cases around it.
     expect(run.results.map((r) => [r.id, r.threads])).toEqual([
       ['tiny/one/T=2', 1],
+      ['tiny/two/T=2', 2],
       ['tiny/same/T=3', 1],
       ['tiny/env-here/T=2', 1],
-      ['tiny/two/T=2', 2],
       ['tiny/env-there/T=2', 1],
     ]);
     expect(run.header.threads).toBe(1);
@@ -286,18 +287,45 @@ describe('wasm thread counts', () => {
   });
 
   it('runs a registered two-thread case in a child process of the built runner', async () => {
+    // Two rounds through the child process (started once, kept for the run), each beside the one-thread case.
     const run = await runBench({
       cases: allCases,
-      filters: ['^mlp/swiglu/forward-2threads/T=128$'],
+      filters: ['^linear/up_proj/T=1$', '^linear/lm_head-2threads/T=1$'],
       backend: 'wasm',
       warmup: 0,
-      repeats: 1,
+      repeats: 2,
+      rounds: 2,
       out: () => {},
       err: () => {},
     });
-    expect(run.results).toHaveLength(1);
-    expect(run.results[0]).toMatchObject({ id: 'mlp/swiglu/forward-2threads/T=128', threads: 2, n: 1, leakedTensors: 0 });
-    expect(run.results[0]!.error).toBeUndefined();
+    expect(run.results.map((r) => [r.id, r.threads, r.n, r.error])).toEqual([
+      ['linear/up_proj/T=1', 1, 2, undefined],
+      ['linear/lm_head-2threads/T=1', 2, 2, undefined],
+    ]);
+    expect(run.results[1]!.leakedTensors).toBe(0);
+  });
+
+  it('serves requests as a child process does: one JSON line of results per request line, until the input ends', async () => {
+    const out: string[] = [];
+    async function* input(): AsyncGenerator<string> {
+      yield JSON.stringify({ ids: ['tiny/a/T=2', 'tiny/b/T=3'], warmup: 0, repeats: 2, budgetMs: 1000 });
+      yield '';
+      yield JSON.stringify({ ids: ['tiny/b/T=3'], warmup: 0, repeats: 1, budgetMs: 1000 });
+    }
+    await serveCases({ cases: [tiny('a', 2), tiny('b', 3)], backend: 'wasm', input: input(), out: (s) => void out.push(s) });
+    expect(out.every((line) => line.endsWith('\n'))).toBe(true);
+    const answers = out.map((line) => (JSON.parse(line) as { results: CaseResult[] }).results.map((r) => [r.id, r.n, r.leakedTensors]));
+    expect(answers).toEqual([
+      [
+        ['tiny/a/T=2', 2, 0],
+        ['tiny/b/T=3', 2, 0],
+      ],
+      [['tiny/b/T=3', 1, 0]],
+    ]);
+    async function* unknown(): AsyncGenerator<string> {
+      yield JSON.stringify({ ids: ['tiny/none/T=1'], warmup: 0, repeats: 1, budgetMs: 1000 });
+    }
+    await expect(serveCases({ cases: [tiny('a', 2)], backend: 'wasm', input: unknown(), out: () => {} })).rejects.toThrow(/no case tiny\/none\/T=1/);
   });
 });
 
