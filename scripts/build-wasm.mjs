@@ -4,6 +4,8 @@
 //
 // A .wat may define text macros: the lines between `;; @define NAME` and `;; @end` are cut out and pasted, indented,
 // in place of every `;; @NAME` line (V8 does not inline calls between wasm functions, so hot loops paste instead).
+// `;; @include PATH` pastes a file (PATH from the repository's root) first: the macros several modules share, as
+// scripts/wasm/pow2.wat.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,10 +63,10 @@ export const MODULES = [
 const UNSHARED_IMPORT = '(import "env" "memory" (memory 1))';
 const SHARED_IMPORT = '(import "env" "memory" (memory 1 65536 shared))';
 
-/** `text` with its macros expanded. */
+/** `text` with its includes pasted (`;; @include PATH`, PATH from the repository's root) and its macros expanded. */
 export function expand(text) {
   const define = /^;; @define (\w+)\n([\s\S]*?)^;; @end\n/m;
-  let out = text;
+  let out = text.replace(/^;; @include (\S+)\n/gm, (_, path) => readFileSync(join(root, path), 'utf8'));
   for (let match = define.exec(out); match !== null; match = define.exec(out)) {
     const [, name, block] = match;
     const body = block.replace(/\n$/, '').split('\n');
