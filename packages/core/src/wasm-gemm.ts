@@ -50,9 +50,6 @@ const ERROR = 2;
 const NEXT = 3;
 const ARGS = 4; // ap (A itself for `rows`), bp, c, m, n, k, threads, rows (1: `rows`, else `panels`): 8 slots (unsigned)
 
-/** The fewest panels a thread claims at a time (at 128 × 576, two panels are about 0.05 ms of work). */
-const MIN_CLAIM = 2;
-
 /**
  * Claims the next run of panels of a split product from the control block's counter, for any of the `threads`:
  * returns its first panel, or `total` when none are left; the run ends at {@link claimEnd}. Self-contained (it reads
@@ -67,8 +64,8 @@ function claimPanels(control: Int32Array, total: number, threads: number): numbe
 }
 
 /**
- * The end of the run claimed from panel `p`: a share of what is left (guided scheduling), at least two panels.
- * Self-contained, as {@link claimPanels}.
+ * The end of the run claimed from panel `p`: a share of what is left (guided scheduling), at least two panels (at
+ * 128 × 576, about 0.05 ms of work). Self-contained, as {@link claimPanels}.
  */
 function claimEnd(p: number, total: number, threads: number): number {
   return Math.min(total, p + Math.max(2, Math.ceil((total - p) / (2 * threads))));
@@ -130,12 +127,13 @@ export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: numbe
   if (!few) module.pack_a(a, ap, m, k);
   const run = few ? module.rows : module.panels;
   const pool = pools.get(memory);
-  if (pool == null || m * n * k < MIN_SPLIT_WORK || n <= 8 * MIN_CLAIM) {
+  const total = Math.ceil(n / 8);
+  // Small products, and those whose first claim would take every panel, stay on this thread.
+  if (pool == null || m * n * k < MIN_SPLIT_WORK || claimEnd(0, total, pool.threads) >= total) {
     run(ap, bp, c, m, n, k, 0, n);
     return;
   }
   const { control, threads } = pool;
-  const total = Math.ceil(n / 8);
   new Uint32Array(control.buffer).set([ap, bp, c, m, n, k, threads, few ? 1 : 0], ARGS);
   Atomics.store(control, NEXT, 0);
   Atomics.store(control, DONE, 0);

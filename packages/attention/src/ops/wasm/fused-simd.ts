@@ -87,15 +87,15 @@ const ROWS = 4;
 const WORK_FLOATS = 528;
 
 /**
- * Floats of scratch a forward needs for head dims `Dh` and `Dv`, `G` query heads per key/value head and `S` keys: for
- * the per-row path a tile of scores and of weights and an accumulator row per head of a group; for the tiled path a
- * head's keys packed, its working area and accumulator rows, a copy of a last partial block of query rows, and the
- * rows' key bounds (plus alignment slack).
+ * Floats of scratch a forward needs for head dims `Dh` and `Dv`, `G` query heads per key/value head, `T` queries and
+ * `S` keys: for the per-row path a tile of scores and of weights and an accumulator row per head of a group; and
+ * where the tiled path may run (`T` ≥ 4: never for a decode step) a head's keys packed, its working area and
+ * accumulator rows, a copy of a last partial block of query rows, and the rows' key bounds (plus alignment slack).
  */
-export function simdScratchFloats(Dh: number, Dv: number, G: number, S: number): number {
+export function simdScratchFloats(Dh: number, Dv: number, G: number, T: number, S: number): number {
   const [Dhp, Dvp] = [(Dh + 3) & ~3, (Dv + 3) & ~3];
   const perRow = 2 * TILE + G * Dvp;
-  const tiled = Math.ceil(S / 8) * 8 * Dhp + 4 + WORK_FLOATS + ROWS * Dvp + ROWS * Dhp + 3 * ROWS;
+  const tiled = T < ROWS ? 0 : Math.ceil(S / 8) * 8 * Dhp + 4 + WORK_FLOATS + ROWS * Dvp + ROWS * Dhp + 3 * ROWS;
   return perRow + tiled;
 }
 
@@ -162,7 +162,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     oK = oQ + B * H * T * Dhp;
     oV = oK + B * KV * S * Dhp;
     oS = oV + B * KV * S * Dvp;
-    const bytes = (oS + simdScratchFloats(Dh, Dv, G, S)) * 4;
+    const bytes = (oS + simdScratchFloats(Dh, Dv, G, T, S)) * 4;
     const have = memory.buffer.byteLength;
     if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
     mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
@@ -185,7 +185,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   const tiled = contiguous && softcap === 0 && T >= ROWS && Dvp % 8 === 0 ? tiledIn(memory) : null;
   lastTiled = tiled !== null;
   if (tiled !== null) {
-    tiledForward(a, tiled, mem, { oQ, oK, oV, inPlace, scratch: oAcc + G * Dvp, k0 }, out);
+    tiledForward(a, tiled, mem, { oQ, oK, oV, kvBlock: inPlace ? a.kvStride : S, scratch: oAcc + G * Dvp, k0 }, out);
     return true;
   }
   // Otherwise each key is tested and a hidden key inside a scored range gets p = 0.
@@ -204,9 +204,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
         // The row's chunks of at most TILE keys.
         let nChunks = 0;
         if (contiguous) {
-          const hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
-          const lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
-          const prefixEnd = Math.min(lo, Math.max(0, prefix - k0)); // keys before the window that the prefix keeps
+          const [prefixEnd, lo, hi] = keyRanges(a, qp, k0);
           for (let s0 = 0; s0 < prefixEnd; s0 += TILE) {
             chunks[nChunks++] = s0;
             chunks[nChunks++] = Math.min(TILE, prefixEnd - s0);
@@ -263,13 +261,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
             m.accumulate(4 * oP, 4 * (oV + (kvRow + lo) * Dvp), n, Dvp, 4 * (oAcc + g * Dvp), alpha);
           }
         }
-        for (let g = 0; g < G; g++) {
-          const oAt = ((b * H + kvh * G + g) * T + t) * Dv;
-          // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
-          const inv = sums[g] > 0 ? 1 / sums[g] : 0;
-          const accAt = oAcc + g * Dvp;
-          for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
-        }
+        for (let g = 0; g < G; g++) writeRow(out, ((b * H + kvh * G + g) * T + t) * Dv, mem, oAcc + g * Dvp, sums[g], Dv);
       }
     }
   }
@@ -281,8 +273,8 @@ interface TiledPlace {
   oQ: number;
   oK: number;
   oV: number;
-  /** Whether k and v are read in place (blocks `kvStride` positions apart) or were copied (`S` apart). */
-  inPlace: boolean;
+  /** Positions per (batch, key/value head) block of k and v: `kvStride` read in place, `S` in a copy. */
+  kvBlock: number;
   /** Float offset of the tiled path's scratch ({@link simdScratchFloats}'s second part). */
   scratch: number;
   k0: number;
@@ -294,7 +286,7 @@ interface TiledPlace {
  * rows' key ranges, each row masked by its own; rows are normalised here.
  */
 function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, place: TiledPlace, out: Float32Array): void {
-  const { B, H, KV, T, S, Dh, Dv, scale, causal, slidingWindow: w, prefixLength: prefix } = a;
+  const { B, H, KV, T, S, Dh, Dv, scale } = a;
   const { oQ, oK, oV, k0 } = place;
   const G = H / KV;
   const Dhp = (Dh + 3) & ~3;
@@ -310,7 +302,7 @@ function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, p
   const state = new Float64Array(mem.buffer, 4 * (oWork + 512), 2 * ROWS); // per row: (max, alpha), sum
   for (let b = 0; b < B; b++) {
     for (let kvh = 0; kvh < KV; kvh++) {
-      const kvRow = (b * KV + kvh) * (place.inPlace ? a.kvStride : S); // copies hold S positions per block
+      const kvRow = (b * KV + kvh) * place.kvBlock;
       t.pack_kt(4 * (oK + kvRow * Dhp), 4 * oKp, S, Dhp);
       for (let g = 0; g < G; g++) {
         const head = b * H + kvh * G + g;
@@ -327,15 +319,9 @@ function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, p
           let loMin = S;
           let hiMax = 0;
           for (let r = 0; r < ROWS; r++) {
-            let [pe, lo, hi] = [0, 0, 0];
-            if (r < rows) {
-              const qp = a.queryPositions[t0 + r];
-              hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
-              lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
-              pe = Math.min(lo, Math.max(0, prefix - k0)); // keys before the window that the prefix keeps
-              prefixMax = Math.max(prefixMax, pe);
-              if (hi > lo) [loMin, hiMax] = [Math.min(loMin, lo), Math.max(hiMax, hi)];
-            }
+            const [pe, lo, hi] = r < rows ? keyRanges(a, a.queryPositions[t0 + r], k0) : [0, 0, 0]; // a missing row sees none
+            prefixMax = Math.max(prefixMax, pe);
+            if (hi > lo) [loMin, hiMax] = [Math.min(loMin, lo), Math.max(hiMax, hi)];
             bounds.set([pe, lo, hi], 3 * r);
           }
           // The union of the rows' keys: the prefix's, then the window's from a panel boundary; one range when the
@@ -344,15 +330,26 @@ function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, p
           let [lo2, hi2] = hiMax > loMin ? [loMin & ~7, hiMax] : [0, 0];
           if (hi1 > 0 && hi2 > lo2 && lo2 < ((hi1 + 7) & ~7)) [lo1, hi1, lo2, hi2] = [0, Math.max(hi1, hi2), 0, 0];
           t.flash(4 * qAt, 4 * Dhp, 4 * oKp, 4 * (oV + kvRow * Dvp), S, Dhp, Dvp, scale, 4 * oBounds, lo1, hi1, lo2, hi2, 4 * oWork);
-          for (let r = 0; r < rows; r++) {
-            const oAt = (head * T + t0 + r) * Dv;
-            // A row that sees no key (sum = 0) returns zeros, as the naive kernel does.
-            const inv = state[2 * r + 1] > 0 ? 1 / state[2 * r + 1] : 0;
-            const accAt = oAcc + r * Dvp;
-            for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
-          }
+          for (let r = 0; r < rows; r++) writeRow(out, (head * T + t0 + r) * Dv, mem, oAcc + r * Dvp, state[2 * r + 1], Dv);
         }
       }
     }
   }
+}
+
+/**
+ * The keys a query at position `qp` sees when the keys sit at consecutive positions from `k0`, as index ranges: the
+ * prefix's `[0, prefixEnd)` (the keys before the window that the prefix keeps) and the causal window's `[lo, hi)`.
+ */
+function keyRanges(a: FusedForwardArgs, qp: number, k0: number): [prefixEnd: number, lo: number, hi: number] {
+  const { S, causal, slidingWindow: w, prefixLength: prefix } = a;
+  const hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
+  const lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
+  return [Math.min(lo, Math.max(0, prefix - k0)), lo, hi];
+}
+
+/** out[oAt ..] = the accumulator row at `accAt` over its softmax sum; zeros for a row that saw no key (sum 0), as the naive kernel gives. */
+function writeRow(out: Float32Array, oAt: number, mem: Float32Array, accAt: number, sum: number, Dv: number): void {
+  const inv = sum > 0 ? 1 / sum : 0;
+  for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
 }
