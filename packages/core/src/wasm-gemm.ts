@@ -26,6 +26,19 @@ interface GemmExports {
   pack_b_all(b: number, bp: number, n: number, k: number): void;
   panels(ap: number, bp: number, c: number, m: number, n: number, k: number, j0: number, j1: number): void;
   rows(a: number, bp: number, c: number, m: number, n: number, k: number, j0: number, j1: number): void;
+  glu(g: number, c: number, m: number, n: number, j0: number, j1: number, alpha: number, beta: number): void;
+}
+
+/**
+ * The gate of a gated product `C = act(A · B_gate) ⊙ (A · B)` (a gated MLP's first half, see {@link gemm}):
+ * `B_gate` packed by {@link packB} at byte offset `bp`, `m · n` floats of scratch at byte offset `g` for `A · B_gate`,
+ * and the activation `act(x) = x σ(α x + β x³)` (SiLU: α 1, β 0; GELU's tanh form: α 2√(2/π), β 0.044715 α).
+ */
+export interface GemmGate {
+  bp: number;
+  g: number;
+  alpha: number;
+  beta: number;
 }
 
 /** Rows from which A is packed and the 4 × 8 tile runs (below, `rows`: a 1 × 8 tile per row, straight from A). */
@@ -42,13 +55,19 @@ const SPIN_MS = 1;
 
 /**
  * Control block, Int32 slots: a job counter, the count of workers done with it, an error flag, the next panel to
- * take, then the job's arguments.
+ * take, then the job's arguments ({@link JOB_SLOTS}).
  */
 const SEQ = 0;
 const DONE = 1;
 const ERROR = 2;
 const NEXT = 3;
-const ARGS = 4; // ap (A itself for `rows`), bp, c, m, n, k, threads, rows (1: `rows`, else `panels`): 8 slots (unsigned)
+const ARGS = 4;
+
+/**
+ * A job's arguments, as unsigned slots: ap (A itself for `rows`), bp, c, m, n, k, threads, few (1: `rows`, else
+ * `panels`), then a gated product's gate (else zeros): its bp and g, and α and β (their float32 bits).
+ */
+const JOB_SLOTS = 12;
 
 /**
  * Claims the next run of panels of a split product from the control block's counter, for any of the `threads`:
@@ -71,12 +90,32 @@ function claimEnd(p: number, total: number, threads: number): number {
   return Math.min(total, p + Math.max(2, Math.ceil((total - p) / (2 * threads))));
 }
 
+/**
+ * Columns j0 .. j1 of a job (its arguments in `job`, and the same slots read as floats in `jobFloats`, see
+ * {@link JOB_SLOTS}): C = A · B there, and for a gated product first G = A · B_gate, then C = act(G) ⊙ C, while
+ * both are in cache. Self-contained, as {@link claimPanels}.
+ */
+function computeColumns(kernels: GemmExports, job: Uint32Array, jobFloats: Float32Array, j0: number, j1: number): void {
+  const run = job[7] === 1 ? kernels.rows : kernels.panels;
+  const gated = job[8] !== 0;
+  if (gated) run(job[0], job[8], job[9], job[3], job[4], job[5], j0, j1);
+  run(job[0], job[1], job[2], job[3], job[4], job[5], j0, j1);
+  if (gated) kernels.glu(job[9], job[2], job[3], job[4], j0, j1, jobFloats[10], jobFloats[11]);
+}
+
 /** Workers splitting products on one shared heap. */
 interface Pool {
   control: Int32Array;
+  /** The job's slots of the control block, as unsigned and as float views. */
+  job: Uint32Array;
+  jobFloats: Float32Array;
   /** Threads in all, the calling one included. */
   threads: number;
 }
+
+/** The job of a product on the calling thread alone (JavaScript runs one product at a time). */
+const localJob = new Uint32Array(JOB_SLOTS);
+const localJobFloats = new Float32Array(localJob.buffer);
 
 /** Products split over workers so far (tests check the split really ran). Internal. */
 export const gemmSplits = { count: 0 };
@@ -118,23 +157,28 @@ export function packB(memory: WebAssembly.Memory, b: number, bp: number, k: numb
 /**
  * `C = A · B` for A `[m, k]` and C `[m, n]` at byte offsets `a` and `c` of `memory`, and B `[k, n]` packed by
  * {@link packB} at `bp`, with {@link gemmScratchFloats} floats of scratch at byte offset `scratch`; m, k, n ≥ 1.
- * Split over the heap's workers when it has them and the product is large enough. Throws if a worker failed.
+ * With a `gate`, the gated product `C = act(A · B_gate) ⊙ (A · B)` instead: A packed once for both, and each run of
+ * columns computes its gate, its product and their epilogue in turn. Split over the heap's workers when it has them
+ * and the product is large enough. Throws if a worker failed.
  */
-export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: number, m: number, k: number, n: number, scratch: number): void {
+export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: number, m: number, k: number, n: number, scratch: number, gate?: GemmGate): void {
   const module = gemmIn(memory)!;
   const few = m < TILE_ROWS;
   const ap = few ? a : scratch; // fewer than four rows: read A as it is
   if (!few) module.pack_a(a, ap, m, k);
-  const run = few ? module.rows : module.panels;
   const pool = pools.get(memory);
   const total = Math.ceil(n / 8);
+  const work = (gate == null ? 1 : 2) * m * n * k;
   // Small products, and those whose first claim would take every panel, stay on this thread.
-  if (pool == null || m * n * k < MIN_SPLIT_WORK || claimEnd(0, total, pool.threads) >= total) {
-    run(ap, bp, c, m, n, k, 0, n);
+  const alone = pool == null || work < MIN_SPLIT_WORK || claimEnd(0, total, pool.threads) >= total;
+  const [job, jobFloats] = alone ? [localJob, localJobFloats] : [pool.job, pool.jobFloats];
+  job.set([ap, bp, c, m, n, k, alone ? 1 : pool.threads, few ? 1 : 0, gate?.bp ?? 0, gate?.g ?? 0]);
+  jobFloats.set([gate?.alpha ?? 0, gate?.beta ?? 0], 10);
+  if (alone) {
+    computeColumns(module, job, jobFloats, 0, n);
     return;
   }
   const { control, threads } = pool;
-  new Uint32Array(control.buffer).set([ap, bp, c, m, n, k, threads, few ? 1 : 0], ARGS);
   Atomics.store(control, NEXT, 0);
   Atomics.store(control, DONE, 0);
   Atomics.add(control, SEQ, 1);
@@ -142,7 +186,7 @@ export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: numbe
   // This thread and each worker, once awake, claim runs of panels until none are left: a worker that wakes late, or
   // shares its core with another thread for a while, claims fewer.
   for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
-    run(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
+    computeColumns(module, job, jobFloats, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
   }
   // The workers finish their last runs about when this thread does: poll before sleeping (a sleeping thread's
   // wake-up costs 0.1 to 0.4 ms on a VM).
@@ -213,11 +257,13 @@ export function packedWeight(backend: unknown, memory: WebAssembly.Memory, b: { 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { module, memory, control: buffer } = workerData;
-const { panels, rows } = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const kernels = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const control = new Int32Array(buffer);
-const args = new Uint32Array(buffer, ${ARGS * 4}, 8);
+const job = new Uint32Array(buffer, ${ARGS * 4}, ${JOB_SLOTS});
+const jobFloats = new Float32Array(buffer, ${ARGS * 4}, ${JOB_SLOTS});
 ${claimPanels.toString()}
 ${claimEnd.toString()}
+${computeColumns.toString()}
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
   // Poll for the next job for a while (the next product of a forward is often right behind), then sleep.
@@ -225,12 +271,12 @@ for (let seen = 0; ; ) {
   while (Atomics.load(control, ${SEQ}) === seen && performance.now() < pollUntil);
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
-  const [ap, bp, c, m, n, k, threads, few] = args;
-  const run = few === 1 ? rows : panels;
+  const n = job[4];
+  const threads = job[6];
   const total = Math.ceil(n / 8);
   try {
     for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
-      run(ap, bp, c, m, n, k, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
+      computeColumns(kernels, job, jobFloats, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
     }
   } catch {
     Atomics.store(control, ${ERROR}, 1);
@@ -252,7 +298,7 @@ export async function startGemmWorkers(memory: WebAssembly.Memory, threads: numb
   const workerThreads = 'node:worker_threads';
   const { Worker } = (await import(/* @vite-ignore */ workerThreads)) as typeof import('node:worker_threads');
   const module = new WebAssembly.Module(wasmBytes(GEMM_SHARED_WASM_BASE64));
-  const control = new Int32Array(new SharedArrayBuffer(16 * 4));
+  const control = new Int32Array(new SharedArrayBuffer((ARGS + JOB_SLOTS) * 4));
   // eval'd scripts are CommonJS unless the process says `--input-type=module`; no option is inherited here.
   const workers = Array.from(
     { length: threads - 1 },
@@ -278,5 +324,6 @@ export async function startGemmWorkers(memory: WebAssembly.Memory, threads: numb
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   }
-  pools.set(memory, { control, threads });
+  const job = new Uint32Array(control.buffer, ARGS * 4, JOB_SLOTS);
+  pools.set(memory, { control, job, jobFloats: new Float32Array(control.buffer, ARGS * 4, JOB_SLOTS), threads });
 }

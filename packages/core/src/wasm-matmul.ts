@@ -48,6 +48,18 @@ export const gemmProducts = { count: 0 };
 
 let installed = false;
 
+/** The running backend's thread count, once {@link installWasmMatMul} has routed plain products to gemm.wat. */
+let gemmThreads: (() => number) | null = null;
+
+/**
+ * The heap of `backend` (a kernel's) when gemm.wat runs its plain products now (the wasm backend, its matmul
+ * installed here, SIMD, and workers for its thread count), else `null`. Internal.
+ */
+export function gemmMemory(backend: unknown): WebAssembly.Memory | null {
+  const memory = gemmThreads == null ? null : wasmHeapMemory(backend);
+  return memory != null && gemmAvailable(memory, gemmThreads!()) ? memory : null;
+}
+
 const env = (name: string): string | undefined => (typeof process !== 'undefined' ? process.env?.[name] : undefined);
 
 /**
@@ -66,6 +78,7 @@ export function installWasmMatMul(threads: () => number): void {
   const original = tf.getKernel('BatchMatMul', 'wasm');
   if (original == null) return;
   installed = true;
+  if (gemmEnabled) gemmThreads = threads;
   const plain = original.kernelFunc;
   const transpose = tf.getKernel('Transpose', 'wasm')!.kernelFunc;
   /** A matrix transposed by tfjs's own kernel, as a new tensor of the backend (the caller disposes it). */
@@ -87,9 +100,9 @@ export function installWasmMatMul(threads: () => number): void {
    */
   function gemmProduct(args: Parameters<tf.KernelFunc>[0], shape: number[], batch: number, m: number, k: number, n: number): tf.TensorInfo | null {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    if (!gemmEnabled || k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
-    const memory = wasmHeapMemory(args.backend);
-    if (memory == null || !gemmAvailable(memory, threads())) return null;
+    if (k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+    const memory = gemmMemory(args.backend);
+    if (memory == null) return null;
     const backend = args.backend as unknown as WasmBackendLike;
     // One matrix: B is a weight (or treated as one), packed once and kept. Several: each packed into scratch.
     const kept = batch === 1 ? packedWeight(backend, memory, b as tf.TensorInfo & { dtype: 'float32' }, k, n) : null;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, GatedMLP, initBackend, wasmHeapMemory } from '../src/index.js';
 import { gemmSplits } from '../src/wasm-gemm.js';
+import { gatedProducts } from '../src/wasm-gated.js';
 
 /** The threaded module's pthread bookkeeping (Emscripten's), to see a worker thread really running. */
 interface ThreadedModule {
@@ -36,6 +37,9 @@ describe('wasm backend threads (Node)', () => {
     const [mr, nr] = [3, 2444];
     const wide = [values(6, mr * 600), values(7, 600 * nr)];
     const mlp = GatedMLP.create(80, 144, { activation: 'silu', seed: 3 });
+    // A gated MLP whose gated product (2·m·k·n over 2^22) splits too, with a part panel and a part group of four.
+    const wideMlp = GatedMLP.create(128, 203, { activation: 'gelu_tanh', seed: 5 });
+    const xMlp = values(8, 96 * 128);
     const run = async () => {
       const outs = tf.tidy(() => {
         const x = tf.tensor2d(a, [96, 80]); // [T, d]
@@ -44,6 +48,7 @@ describe('wasm backend threads (Node)', () => {
           mlp.forward(x.reshape([1, 96, 80])), // [1, T, d]
           tf.matMul(tf.tensor2d(big[0], [m, k]), tf.tensor2d(big[1], [k, n])), // [m, n]
           tf.matMul(tf.tensor2d(wide[0], [mr, 600]), tf.tensor2d(wide[1], [600, nr])), // [mr, nr]
+          wideMlp.forward(tf.tensor2d(xMlp, [96, 128])), // [T, 128]
         ];
       });
       const out = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
@@ -52,16 +57,19 @@ describe('wasm backend threads (Node)', () => {
     };
     const before = tf.memory().numTensors;
     const splits = gemmSplits.count;
-    const [yWasm, zWasm, bigWasm, wideWasm] = await run();
-    expect(gemmSplits.count - splits, 'the two large products split over the threads').toBeGreaterThanOrEqual(2);
+    const gated = gatedProducts.count;
+    const [yWasm, zWasm, bigWasm, wideWasm, mlpWasm] = await run();
+    expect(gemmSplits.count - splits, 'the three large products split over the threads').toBeGreaterThanOrEqual(3);
+    expect(gatedProducts.count - gated, 'both MLPs ran their gated product as one kernel').toBe(2);
     expect(tf.memory().numTensors).toBe(before);
-    const [yCpu, zCpu, bigCpu, wideCpu] = await onBackend('cpu', run);
-    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu], [bigWasm, bigCpu], [wideWasm, wideCpu]] as const) {
+    const [yCpu, zCpu, bigCpu, wideCpu, mlpCpu] = await onBackend('cpu', run);
+    for (const [p, q] of [[yWasm, yCpu], [zWasm, zCpu], [bigWasm, bigCpu], [wideWasm, wideCpu], [mlpWasm, mlpCpu]] as const) {
       let worst = 0;
       for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(p[i] - q[i]) / (1 + Math.abs(q[i])));
       expect(worst).toBeLessThan(1e-5);
     }
     mlp.dispose();
+    wideMlp.dispose();
 
     // The count is fixed at the first start: the same count is fine, another one is an error naming both.
     expect((await initBackend('wasm', { threads: 2 })).threads).toBe(2);

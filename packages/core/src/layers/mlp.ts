@@ -6,10 +6,33 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError } from '../errors.js';
+import { defineFusedOp, fusedGradient, registerFusedKernel } from '../kernels.js';
 import { Module } from '../module.js';
-import { checkProjection } from '../validate.js';
+import { checkLastDim, checkProjection } from '../validate.js';
+import { GATED_PRODUCT_KERNEL, gatedProductKernel, gatedProductRuns, gradientsRecording, type GatedActivation } from '../wasm-gated.js';
 import { activation as activationFn, type Activation, type ActivationFn } from './activations.js';
 import { Linear, type Projection } from './linear.js';
+
+type GatedInputs = { x: tf.Tensor; gate: tf.Tensor; up: tf.Tensor };
+type GatedAttrs = { activation: GatedActivation };
+
+/** `act(x · W_gate) ⊙ (x · W_up)` in tfjs ops, for x `[m, k]` and the weights `[k, n]`: the oracle and the gradient. */
+const gatedProductOps = ({ x, gate, up }: GatedInputs, { activation }: GatedAttrs): tf.Tensor =>
+  tf.tidy(() => tf.mul(activationFn(activation)(tf.matMul(x, gate)), tf.matMul(x, up))); // [m, n]
+
+/** The gated product as one op: on `wasm`, one pass of slmkit's GEMM (see wasm-gated.ts). */
+const gatedProduct = defineFusedOp<GatedInputs, GatedAttrs>({ kernelName: GATED_PRODUCT_KERNEL, naive: gatedProductOps });
+registerFusedKernel({
+  kernelName: GATED_PRODUCT_KERNEL,
+  backendName: 'wasm',
+  kernelFunc: gatedProductKernel,
+  // GatedMLP keeps its unfused ops under a gradient tape; this is for any other caller.
+  gradient: fusedGradient<keyof GatedInputs, GatedAttrs>({
+    inputNames: ['x', 'gate', 'up'],
+    gradKernelName: `${GATED_PRODUCT_KERNEL}Grad`,
+    recompute: (inputs, attrs) => gatedProductOps(inputs as GatedInputs, attrs),
+  }),
+});
 
 /**
  * The parts of a {@link GatedMLP}.
@@ -67,6 +90,11 @@ export interface MLPOptions {
  * SwiGLU with `act = silu` (Llama, Mistral, Qwen), GeGLU with `gelu` or `gelu_tanh` (Gemma). The projections are
  * registered under Hugging Face's names `gate_proj`, `up_proj` and `down_proj`, so `gate_proj.weight` and so on
  * load from a checkpoint as they are named there.
+ *
+ * On `wasm`, `act(gate(x)) ⊙ up(x)` runs as one kernel (slmkit's GEMM with a gated epilogue, split over the backend's
+ * threads) when both projections are plain bias-free {@link Linear}s and the activation is `silu` or `gelu_tanh`;
+ * under a gradient tape, and for anything else, it runs as tfjs ops. Both compute the same values to float32
+ * rounding.
  *
  * @example
  * ```ts
@@ -154,10 +182,25 @@ export class GatedMLP extends Module {
    */
   forward(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const gate = this.act(this.gateProj.forward(x)); // [..., intermediate]
-      const up = this.upProj.forward(x); // [..., intermediate]
-      return this.downProj.forward(tf.mul(gate, up)); // [..., hidden]
+      const gated = this.fusedGatedProduct(x) ?? tf.mul(this.act(this.gateProj.forward(x)), this.upProj.forward(x)); // [..., intermediate]
+      return this.downProj.forward(gated); // [..., hidden]
     });
+  }
+
+  /**
+   * `act(gate(x)) ⊙ up(x)` as one kernel where that runs: on `wasm` with slmkit's GEMM, for plain bias-free
+   * {@link Linear}s (no delegate) and SiLU or GELU's tanh form, outside a gradient tape. Else `null`.
+   */
+  private fusedGatedProduct(x: tf.Tensor): tf.Tensor | null {
+    const { gateProj: gate, upProj: up, activationName: activation } = this;
+    if (!(gate instanceof Linear) || !(up instanceof Linear) || gate.delegate != null || up.delegate != null) return null;
+    if (gate.bias != null || up.bias != null || (activation !== 'silu' && activation !== 'gelu_tanh')) return null;
+    if (x.dtype !== 'float32' || gradientsRecording() || !gatedProductRuns()) return null;
+    checkLastDim('Linear', x, gate.inFeatures, 'inFeatures');
+    const lead = x.shape.slice(0, -1);
+    const x2d = x.rank === 2 ? x : tf.reshape(x, [lead.reduce((a, b) => a * b, 1), gate.inFeatures]); // [N, hidden]
+    const gated = gatedProduct({ x: x2d, gate: gate.weight, up: up.weight }, { activation }, { implementation: 'fused' }); // [N, intermediate]
+    return x.rank === 2 ? gated : tf.reshape(gated, [...lead, gate.outFeatures]); // [..., intermediate]
   }
 }
 

@@ -20,6 +20,10 @@
 ;; loop (and of XNNPACK's). For fewer than four rows, rows runs a 1 × 8 tile per row straight from A, summing even and
 ;; odd k apart and then adding the two. K must be at least 1 (the caller keeps K = 0 away). Threads split the panels
 ;; (wasm-gemm.ts); the packed A is shared, read-only.
+;;
+;; glu is the epilogue of a gated MLP's two products (act(x · W_gate) ⊙ (x · W_up)), run by each thread on the
+;; columns it has just computed of both. `;; @pow2` lines are replaced by the block of scripts/wasm/pow2.wat.
+;; @include scripts/wasm/pow2.wat
 (module
   (import "env" "memory" (memory 1))
 
@@ -233,6 +237,44 @@
           (f32x4.add (local.get $lo) (local.get $lo1)) (f32x4.add (local.get $hi) (local.get $hi1)) (local.get $w) (i32.const 0))
         (local.set $j (i32.add (local.get $j) (i32.const 8)))
         (br_if $panel (i32.lt_u (local.get $j) (local.get $j1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $row (i32.lt_u (local.get $i) (local.get $M)))))
+;; C[i, j] = act(G[i, j]) · C[i, j] for the M rows and columns j0 .. j1 of G and C (both [M, N], row-major), where
+  ;; act(g) = g σ(α g + β g³): SiLU with α = 1, β = 0, and GELU's tanh form with α = 2√(2/π), β = 0.044715 α (since
+  ;; ½(1 + tanh z) = σ(2z)). σ(z) = 1 / (1 + e^-z), e^-z = 2^v with v = -z log2(e) clamped to [-127, 127] (σ is 0 or 1 to
+  ;; float32 beyond). Four columns at a time, then one at a time (a splat, lane 0 stored).
+  (func (export "glu") (param $g i32) (param $c i32) (param $M i32) (param $N i32) (param $j0 i32) (param $j1 i32)
+    (param $alpha f32) (param $beta f32)
+    (local $i i32) (local $j i32) (local $at i32) (local $four i32)
+    (local $x v128) (local $v v128) (local $k v128) (local $r v128) (local $p v128)
+    (if (i32.ge_u (local.get $j0) (local.get $j1)) (then (return)))
+    (loop $row
+      (local.set $j (local.get $j0))
+      (loop $col
+        (local.set $at (i32.shl (i32.add (i32.mul (local.get $i) (local.get $N)) (local.get $j)) (i32.const 2)))
+        (local.set $four (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $j1)))
+        (local.set $x (if (result v128) (local.get $four)
+          (then (v128.load (i32.add (local.get $g) (local.get $at))))
+          (else (v128.load32_splat (i32.add (local.get $g) (local.get $at))))))
+        ;; v = -(α x + β x³) log2(e), clamped
+        (local.set $v (f32x4.mul
+          (f32x4.add (f32x4.mul (f32x4.splat (local.get $alpha)) (local.get $x))
+            (f32x4.mul (f32x4.splat (local.get $beta)) (f32x4.mul (local.get $x) (f32x4.mul (local.get $x) (local.get $x)))))
+          (v128.const f32x4 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634)))
+        (local.set $v (f32x4.min (f32x4.max (local.get $v)
+          (v128.const f32x4 -127 -127 -127 -127)) (v128.const f32x4 127 127 127 127)))
+        ;; @pow2
+        ;; x / (1 + e^-z) · C
+        (local.set $at (i32.add (local.get $c) (local.get $at)))
+        (local.set $p (f32x4.div (local.get $x) (f32x4.add (local.get $p) (v128.const f32x4 1 1 1 1))))
+        (if (local.get $four)
+          (then
+            (v128.store (local.get $at) (f32x4.mul (local.get $p) (v128.load (local.get $at))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4))))
+          (else
+            (f32.store (local.get $at) (f32.mul (f32x4.extract_lane 0 (local.get $p)) (f32.load (local.get $at))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (br_if $col (i32.lt_u (local.get $j) (local.get $j1))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br_if $row (i32.lt_u (local.get $i) (local.get $M)))))
 )

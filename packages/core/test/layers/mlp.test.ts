@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import '../../src/register-gradients.node.js';
 import { initBackend } from '../../src/backend.js';
+import { GATED_PRODUCT_KERNEL, gatedProducts } from '../../src/wasm-gated.js';
 import { CheckpointError, ConfigError, ShapeError } from '../../src/errors.js';
 import { Module } from '../../src/module.js';
 import type { Activation } from '../../src/layers/activations.js';
@@ -224,6 +226,136 @@ describe('GatedMLP', () => {
       return results;
     });
     expectBackendsAgree(out);
+  });
+});
+
+// On wasm, act(gate(x)) ⊙ up(x) runs as one kernel (wasm-gated.ts: slmkit's GEMM with a gated epilogue). Shapes
+// with fewer than four rows (the few-rows tile), rows not a multiple of four, columns not a multiple of eight or four
+// (the epilogue's one-at-a-time tail), against float64.
+describe('GatedMLP on wasm: the gated product in one GEMM pass', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+  afterAll(async () => {
+    await initBackend('cpu');
+  });
+
+  /** act(x · W_gateᵀ) ⊙ (x · W_upᵀ) in float64, W `[n, k]` (the checkpoint's layout). */
+  function gatedProductRef(x: number[], wGate: number[], wUp: number[], m: number, k: number, n: number, act: 'silu' | 'gelu_tanh'): number[] {
+    const g = linearRef(x, wGate, null, m, k, n);
+    const u = linearRef(x, wUp, null, m, k, n);
+    return g.map((v, i) => act64[act](v) * u[i]);
+  }
+
+  /** Runs the kernel on x `[m, k]` and weights stored `[k, n]` (as a Linear holds them). */
+  async function kernel(x: number[], wGate: number[], wUp: number[], m: number, k: number, n: number, activation: string): Promise<number[]> {
+    const t = tf.tidy(() => {
+      const stored = (w: number[]) => tf.transpose(tf.tensor2d(w, [n, k])); // [k, n]
+      return tf.engine().runKernel(GATED_PRODUCT_KERNEL, { x: tf.tensor2d(x, [m, k]), gate: stored(wGate), up: stored(wUp) }, { activation }) as tf.Tensor;
+    });
+    return take(t);
+  }
+
+  const shapes: [number, number, number][] = [
+    [1, 8, 20],
+    [3, 16, 13],
+    [6, 8, 20],
+    [37, 24, 45],
+    [130, 64, 203],
+  ];
+  for (const act of ['silu', 'gelu_tanh'] as const) {
+    it(`computes ${act}(x W_gate) ⊙ (x W_up) as float64 does, to float32 rounding`, async () => {
+      for (const [m, k, n] of shapes) {
+        const [x, wGate, wUp] = [randn(m * k, 61), randn(n * k, 62, 0.5), randn(n * k, 63, 0.5)];
+        const before = gatedProducts.count;
+        const got = await kernel(x, wGate, wUp, m, k, n, act);
+        expect(gatedProducts.count - before, `${m}x${k}x${n}`).toBe(1);
+        // float32 sums over k = 64 drift by about 1e-5 from float64; any slip in the epilogue is far larger.
+        expectClose(got, gatedProductRef(x, wGate, wUp, m, k, n, act), 5e-5, `${act} ${m}x${k}x${n}`);
+      }
+    });
+  }
+
+  it('saturates the gate without NaN or overflow (|gate| up to 500)', async () => {
+    const [m, k, n] = [5, 4, 12];
+    const x = randn(m * k, 64, 20);
+    const [wGate, wUp] = [randn(n * k, 65, 10), randn(n * k, 66)];
+    for (const act of ['silu', 'gelu_tanh'] as const) {
+      const want = gatedProductRef(x, wGate, wUp, m, k, n, act);
+      expect(Math.max(...linearRef(x, wGate, null, m, k, n).map(Math.abs))).toBeGreaterThan(100);
+      expectClose(await kernel(x, wGate, wUp, m, k, n, act), want, 2e-6, act);
+    }
+  });
+
+  it('GatedMLP.forward takes it for plain bias-free Linears with silu or gelu_tanh, and matches float64', async () => {
+    for (const act of ['silu', 'gelu_tanh'] as const) {
+      const m = await gatedWith(act);
+      const x = tf.tensor3d(xs, [2, rows / 2, hidden]);
+      const before = gatedProducts.count;
+      const y = m.forward(x);
+      expect(gatedProducts.count - before).toBe(1);
+      expect(y.shape).toEqual([2, rows / 2, hidden]);
+      expectClose(await take(y), gatedRef(xs, act, false));
+      expectNoLeak(() => m.forward(x).dispose());
+      x.dispose();
+      m.dispose();
+    }
+  });
+
+  it('keeps the unfused ops for biases, other activations, a delegate, and under a gradient tape', async () => {
+    const count = async (m: GatedMLP, want: number[]) => {
+      const x = tf.tensor2d(xs, [rows, hidden]);
+      const before = gatedProducts.count;
+      expectClose(await take(m.forward(x)), want);
+      x.dispose();
+      m.dispose();
+      return gatedProducts.count - before;
+    };
+    expect(await count(await gatedWith('silu', true), gatedRef(xs, 'silu', true))).toBe(0);
+    expect(await count(await gatedWith('gelu'), gatedRef(xs, 'gelu', false))).toBe(0);
+    expect(await count(await gatedWith('relu'), gatedRef(xs, 'relu', false))).toBe(0);
+    const delegated = await gatedWith('silu');
+    const doubled = new DoubledLinear(hidden, inter);
+    delegated.gateProj.setDelegate(doubled);
+    const g = linearRef(xs, checkpointValues(doubled.inner, 'weight'), null, rows, hidden, inter).map((v) => act64.silu(2 * v));
+    const u = linearRef(xs, wu, null, rows, hidden, inter);
+    const want = linearRef(g.map((v, i) => v * u[i]), wd, null, rows, inter, hidden);
+    expect(await count(delegated, want)).toBe(0);
+    doubled.dispose();
+
+    // Under a tape the unfused ops run (their gradients reuse the saved products); the gradients are the cpu ones.
+    const grads = async () => {
+      const m = await gatedWith('silu');
+      const x = tf.tensor2d(xs, [rows, hidden]);
+      const before = gatedProducts.count;
+      const { grads: g } = tf.variableGrads(() => tf.sum(tf.square(m.forward(x))) as tf.Scalar);
+      const fused = gatedProducts.count - before;
+      const values = (await Promise.all(Object.values(g).map((t) => t.data()))).flatMap((v) => Array.from(v));
+      tf.dispose([x, ...Object.values(g)]);
+      m.dispose();
+      return { fused, values };
+    };
+    const onWasm = await grads();
+    expect(onWasm.fused).toBe(0);
+    await initBackend('cpu');
+    const onCpu = await grads();
+    await initBackend('wasm');
+    expectClose(onWasm.values, onCpu.values, 1e-4);
+  });
+
+  it("the kernel's registered gradient (recomputed through tfjs ops) matches the unfused ops' gradient", async () => {
+    const [m, k, n] = [5, 8, 12];
+    const [x, wg2, wu2] = [tf.tensor2d(randn(m * k, 67), [m, k]), tf.tensor2d(randn(k * n, 68), [k, n]), tf.tensor2d(randn(k * n, 69), [k, n])];
+    const dy = tf.tensor2d(randn(m * n, 70), [m, n]);
+    const fusedGrads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.engine().runKernel(GATED_PRODUCT_KERNEL, { x: a, gate: b, up: c }, { activation: 'gelu_tanh' }) as tf.Tensor,
+    )([x, wg2, wu2], dy);
+    const opsGrads = tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+      const gate = tf.matMul(a, b);
+      return tf.mul(tf.mul(tf.mul(gate, 0.5), tf.add(tf.tanh(tf.mul(tf.add(gate, tf.mul(tf.pow(gate, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1)), tf.matMul(a, c));
+    })([x, wg2, wu2], dy);
+    for (let i = 0; i < 3; i++) expectClose(await take(fusedGrads[i]), await take(opsGrads[i]), 1e-4, `input ${i}`);
+    tf.dispose([x, wg2, wu2, dy]);
   });
 });
 
