@@ -27,25 +27,67 @@
 (module
   (import "env" "memory" (memory 1))
 
-  ;; ap[g, k, r] = A[4g + r, k] for the M rows, zeros for the rows that pad the last group.
+  ;; ap[g, k, r] = A[4g + r, k] for the M rows, zeros for the rows that pad the last group. Whole groups go four k at a
+  ;; time (a 4 × 4 block of A, transposed by shuffles); the k left over, and the padded group, one value at a time.
   (func (export "pack_a") (param $a i32) (param $ap i32) (param $M i32) (param $K i32)
-    (local $i i32) (local $k i32) (local $src i32) (local $dst i32) (local $rows i32)
+    (local $i i32) (local $k i32) (local $src i32) (local $dst i32) (local $rows i32) (local $whole i32) (local $k4 i32)
+    (local $rs i32) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128) (local $t0 v128) (local $t1 v128)
     (local.set $rows (i32.and (i32.add (local.get $M) (i32.const 3)) (i32.const -4)))
-    (loop $row
-      (local.set $dst (i32.add (local.get $ap) (i32.add
-        (i32.shl (i32.mul (i32.shr_u (local.get $i) (i32.const 2)) (local.get $K)) (i32.const 4))
-        (i32.shl (i32.and (local.get $i) (i32.const 3)) (i32.const 2)))))
-      (local.set $src (i32.add (local.get $a) (i32.shl (i32.mul (local.get $i) (local.get $K)) (i32.const 2))))
-      (local.set $k (i32.const 0))
-      (loop $col
-        (f32.store (local.get $dst)
-          (select (f32.load (local.get $src)) (f32.const 0) (i32.lt_u (local.get $i) (local.get $M))))
-        (local.set $src (i32.add (local.get $src) (i32.const 4)))
-        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
-        (local.set $k (i32.add (local.get $k) (i32.const 1)))
-        (br_if $col (i32.lt_u (local.get $k) (local.get $K))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $row (i32.lt_u (local.get $i) (local.get $rows)))))
+    (local.set $whole (i32.and (local.get $M) (i32.const -4)))
+    (local.set $k4 (i32.and (local.get $K) (i32.const -4)))
+    (local.set $rs (i32.shl (local.get $K) (i32.const 2))) ;; bytes per row of A, and per row of groups in ap / 4
+    (block $blocks_done
+      (loop $group
+        (br_if $blocks_done (i32.ge_u (local.get $i) (local.get $whole)))
+        (local.set $src (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $rs))))
+        (local.set $dst (i32.add (local.get $ap) (i32.mul (local.get $i) (local.get $rs)))) ;; group i / 4: 16 K bytes each
+        (local.set $k (i32.const 0))
+        (block $group_done
+          (loop $block
+            (br_if $group_done (i32.ge_u (local.get $k) (local.get $k4)))
+            (local.set $r0 (v128.load (local.get $src)))
+            (local.set $r1 (v128.load (i32.add (local.get $src) (local.get $rs))))
+            (local.set $r2 (v128.load (i32.add (local.get $src) (i32.shl (local.get $rs) (i32.const 1)))))
+            (local.set $r3 (v128.load (i32.add (local.get $src) (i32.mul (local.get $rs) (i32.const 3)))))
+            ;; t0 = r0[0] r1[0] r0[1] r1[1], t1 the same of r2 and r3: columns k and k + 1
+            (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))
+            (local.set $t1 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))
+            (v128.store (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t1)))
+            (v128.store offset=16 (local.get $dst)
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t1)))
+            ;; columns k + 2 and k + 3
+            (local.set $t0 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1)))
+            (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3)))
+            (v128.store offset=32 (local.get $dst)
+              (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t1)))
+            (v128.store offset=48 (local.get $dst)
+              (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t1)))
+            (local.set $src (i32.add (local.get $src) (i32.const 16)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 64)))
+            (local.set $k (i32.add (local.get $k) (i32.const 4)))
+            (br $block)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $group)))
+    (local.set $i (i32.const 0))
+    (block $rows_done
+      (loop $row
+        (br_if $rows_done (i32.ge_u (local.get $i) (local.get $rows)))
+        (local.set $k (select (local.get $k4) (i32.const 0) (i32.lt_u (local.get $i) (local.get $whole))))
+        (local.set $dst (i32.add (local.get $ap) (i32.add
+          (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $i) (i32.const 2)) (local.get $K)) (local.get $k)) (i32.const 4))
+          (i32.shl (i32.and (local.get $i) (i32.const 3)) (i32.const 2)))))
+        (local.set $src (i32.add (local.get $a) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $K)) (local.get $k)) (i32.const 2))))
+        (block $row_done
+          (loop $col
+            (br_if $row_done (i32.ge_u (local.get $k) (local.get $K)))
+            (f32.store (local.get $dst) (if (result f32) (i32.lt_u (local.get $i) (local.get $M))
+              (then (f32.load (local.get $src))) (else (f32.const 0))))
+            (local.set $src (i32.add (local.get $src) (i32.const 4)))
+            (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $col)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $row))))
 
   ;; bp[k, 0..8) = B[k, j0..j0+w), zeros after w columns (w ≤ 8).
   (func $pack_b (param $b i32) (param $scratch i32) (param $N i32) (param $K i32) (param $j0 i32) (param $w i32)
