@@ -60,6 +60,7 @@ export function gatedProductKernel({ inputs, backend, attrs }: Parameters<tf.Ker
   const [m, k] = x.shape; // [m, k]
   const n = up.shape[1]; // gate, up: [k, n]
   const heap = backend as unknown as WasmBackendLike;
+  if (m === 0) return heap.makeOutput([0, n], 'float32'); // no rows: nothing to compute
   const weight = (w: tf.TensorInfo): number => packedWeight(backend, memory, w as tf.TensorInfo & { dtype: 'float32' }, k, n);
   const [bpGate, bpUp] = [weight(gate), weight(up)];
   const aFloats = gemmScratchFloats(m, k);

@@ -100,7 +100,7 @@ export function installWasmMatMul(threads: () => number): void {
    */
   function gemmProduct(args: Parameters<tf.KernelFunc>[0], shape: number[], batch: number, m: number, k: number, n: number): tf.TensorInfo | null {
     const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-    if (k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+    if (m < 1 || k < 1 || n < 1 || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
     const memory = gemmMemory(args.backend);
     if (memory == null) return null;
     const backend = args.backend as unknown as WasmBackendLike;

@@ -104,6 +104,16 @@ describe('wasm BatchMatMul with transposed operands', () => {
     expectClose(wasmG, cpuG, 'gradients');
   });
 
+  it('a product with no rows is empty, left to tfjs (gemm.wat needs a row)', async () => {
+    await initBackend('wasm');
+    const before = gemmProducts.count;
+    const [a, b] = [tf.zeros([0, 64]), tf.ones([64, 16])];
+    const y = tf.matMul(a, b);
+    expect(y.shape).toEqual([0, 16]);
+    expect(gemmProducts.count).toBe(before);
+    tf.dispose([a, b, y]);
+  });
+
   it('plain products run through gemm.wat and agree with cpu, from one row up', async () => {
     // Row counts around the 4-row tile (fewer: a 1 × 8 tile per row), column counts around the 8-column panel, k from 1.
     const cases: [number, number, number][] = [

@@ -195,7 +195,7 @@ export class GatedMLP extends Module {
     const { gateProj: gate, upProj: up, activationName: activation } = this;
     if (!(gate instanceof Linear) || !(up instanceof Linear) || gate.delegate != null || up.delegate != null) return null;
     if (gate.bias != null || up.bias != null || (activation !== 'silu' && activation !== 'gelu_tanh')) return null;
-    if (x.dtype !== 'float32' || gradientsRecording() || !gatedProductRuns()) return null;
+    if (x.dtype !== 'float32' || x.size === 0 || gradientsRecording() || !gatedProductRuns()) return null;
     checkLastDim('Linear', x, gate.inFeatures, 'inFeatures');
     const lead = x.shape.slice(0, -1);
     const x2d = x.rank === 2 ? x : tf.reshape(x, [lead.reduce((a, b) => a * b, 1), gate.inFeatures]); // [N, hidden]

@@ -276,6 +276,16 @@ describe('GatedMLP on wasm: the gated product in one GEMM pass', () => {
     });
   }
 
+  it('takes an empty sequence (no rows) without touching the heap', async () => {
+    expect(await kernel([], randn(12 * 4, 71), randn(12 * 4, 72), 0, 4, 12, 'silu')).toEqual([]);
+    const m = await gatedWith('silu');
+    const x = tf.zeros([2, 0, hidden]);
+    const y = m.forward(x);
+    expect(y.shape).toEqual([2, 0, hidden]);
+    tf.dispose([x, y]);
+    m.dispose();
+  });
+
   it('saturates the gate without NaN or overflow (|gate| up to 500)', async () => {
     const [m, k, n] = [5, 4, 12];
     const x = randn(m * k, 64, 20);
@@ -316,7 +326,7 @@ describe('GatedMLP on wasm: the gated product in one GEMM pass', () => {
     expect(await count(await gatedWith('relu'), gatedRef(xs, 'relu', false))).toBe(0);
     const delegated = await gatedWith('silu');
     const doubled = new DoubledLinear(hidden, inter);
-    delegated.gateProj.setDelegate(doubled);
+    (delegated.gateProj as Linear).setDelegate(doubled);
     const g = linearRef(xs, checkpointValues(doubled.inner, 'weight'), null, rows, hidden, inter).map((v) => act64.silu(2 * v));
     const u = linearRef(xs, wu, null, rows, hidden, inter);
     const want = linearRef(g.map((v, i) => v * u[i]), wd, null, rows, inter, hidden);
