@@ -93,13 +93,17 @@ function decodeStep(attn: Attention, ctx: number, makeCache: () => AttentionCach
   };
 }
 
-const KERNELS = [
+// The kernels alone; the fused one also on two wasm threads (`-2threads`, in a child process of the run: its blocks
+// of query rows split over slmkit's workers), whose before is the one-thread series (the kernel ran on the calling
+// thread only).
+const KERNELS: { series: string; kernel: typeof fusedAttention; quick: number[]; threads?: number }[] = [
   { series: 'attention/naive', kernel: naiveAttention, quick: [128, 512] },
   { series: 'attention/chunked', kernel: chunkedAttention, quick: [128, 512] },
   { series: 'attention/fused', kernel: fusedAttention, quick: [128, 512] },
+  { series: 'attention/fused-2threads', kernel: fusedAttention, quick: [128, 512], threads: 2 },
 ];
 
-const kernels = KERNELS.flatMap(({ series, kernel, quick }) =>
+const kernels = KERNELS.flatMap(({ series, kernel, quick, threads }) =>
   PREFILL_TS.map((T) =>
     benchCase({
       block: 'attention',
@@ -109,6 +113,7 @@ const kernels = KERNELS.flatMap(({ series, kernel, quick }) =>
       shape: { B: BATCH, H, KV, T, Dh },
       flops: causalFlops(T),
       quick: quick.includes(T),
+      ...(threads != null ? { threads } : {}),
       setup: () => {
         const q = tf.randomNormal([BATCH, H, T, Dh]) as tf.Tensor4D; // [B, H, T, Dh]
         const k = tf.randomNormal([BATCH, KV, T, Dh]) as tf.Tensor4D; // [B, KV, T, Dh]
@@ -199,8 +204,8 @@ const decode = DECODES.flatMap(({ series, window, concat, makeCache, held, quick
 
 /**
  * The issue-10 comparison, in one run: the block forward at T 128 with the naive tfjs-ops kernel against the fused
- * kernel (`cpu` / `wasm`), each also on two wasm threads (the projections' matmuls split by slmkit's GEMM; the fused
- * kernel itself is single-threaded), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
+ * kernel (`cpu` / `wasm`), each also on two wasm threads (the projections' matmuls split by slmkit's GEMM, and the
+ * fused kernel's tiled path by slmkit's workers), and one decode step over a 128-token `KVCache` the same two ways. `-tfjs` runs the
  * naive block on tfjs's own matmul kernel (`SLMKIT_WASM_TFJS_MATMUL=1`, in a child process): the plain tfjs path,
  * before slmkit ran batched products through XNNPACK too. `-xnnpack` runs the fused block with its projections on
  * XNNPACK (`SLMKIT_WASM_XNNPACK=1`): the before of slmkit's GEMM.

@@ -24,3 +24,4 @@ export * from './quant/formats.js';
 export * from './quant/quantized-linear.js';
 export * from './quant/quantize.js';
 export { instantiateWasm, instantiateWasmIn, wasmHeapMemory } from './wasm.js';
+export { runWasmTask, wasmTaskThreads, type WasmTask } from './wasm-gemm.js';

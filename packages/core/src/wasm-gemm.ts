@@ -64,10 +64,17 @@ const NEXT = 3;
 const ARGS = 4;
 
 /**
- * A job's arguments, as unsigned slots: ap (A itself for `rows`), bp, c, m, n, k, threads, few (1: `rows`, else
- * `panels`), then a gated product's gate (else zeros): its bp and g, and α and β (their float32 bits).
+ * A job's arguments, as unsigned slots. A product's: ap (A itself for `rows`), bp, c, m, n, k, threads, kind
+ * ({@link PANELS} or {@link ROWS}), then a gated product's gate (else zeros): its bp and g, and α and β (their float32
+ * bits). A {@link WasmTask}'s: its id, its arguments' byte offset, its unit count, three unused, threads, kind
+ * {@link TASK}.
  */
 const JOB_SLOTS = 12;
+
+/** Job kinds (slot 7): a product by `panels`, a product by `rows`, a {@link WasmTask}. */
+const PANELS = 0;
+const ROWS = 1;
+const TASK = 2;
 
 /**
  * Claims the next run of panels of a split product from the control block's counter, for any of the `threads`:
@@ -96,7 +103,7 @@ function claimEnd(p: number, total: number, threads: number): number {
  * both are in cache. Self-contained, as {@link claimPanels}.
  */
 function computeColumns(kernels: GemmExports, job: Uint32Array, jobFloats: Float32Array, j0: number, j1: number): void {
-  const run = job[7] === 1 ? kernels.rows : kernels.panels;
+  const run = job[7] === 1 ? kernels.rows : kernels.panels; // ROWS
   const gated = job[8] !== 0;
   if (gated) run(job[0], job[8], job[9], job[3], job[4], job[5], j0, j1);
   run(job[0], job[1], job[2], job[3], job[4], job[5], j0, j1);
@@ -106,6 +113,10 @@ function computeColumns(kernels: GemmExports, job: Uint32Array, jobFloats: Float
 /** Workers splitting products on one shared heap. */
 interface Pool {
   control: Int32Array;
+  /** Each worker's end of its channel for {@link WasmTask}s (read synchronously by the worker when a job needs one). */
+  ports: import('node:worker_threads').MessagePort[];
+  /** The ids of the tasks sent to the workers. */
+  taskIds: Map<WasmTask<never>, number>;
   /** The job's slots of the control block, as unsigned and as float views. */
   job: Uint32Array;
   jobFloats: Float32Array;
@@ -172,30 +183,145 @@ export function gemm(memory: WebAssembly.Memory, a: number, bp: number, c: numbe
   // Small products, and those whose first claim would take every panel, stay on this thread.
   const alone = pool == null || work < MIN_SPLIT_WORK || claimEnd(0, total, pool.threads) >= total;
   const [job, jobFloats] = alone ? [localJob, localJobFloats] : [pool.job, pool.jobFloats];
-  job.set([ap, bp, c, m, n, k, alone ? 1 : pool.threads, few ? 1 : 0, gate?.bp ?? 0, gate?.g ?? 0]);
+  job.set([ap, bp, c, m, n, k, alone ? 1 : pool.threads, few ? ROWS : PANELS, gate?.bp ?? 0, gate?.g ?? 0]);
   jobFloats.set([gate?.alpha ?? 0, gate?.beta ?? 0], 10);
   if (alone) {
     computeColumns(module, job, jobFloats, 0, n);
     return;
   }
+  // This thread and each worker, once awake, claim runs of panels until none are left: a worker that wakes late, or
+  // shares its core with another thread for a while, claims fewer.
+  split(pool, total, (p0, p1) => computeColumns(module, job, jobFloats, 8 * p0, Math.min(n, 8 * p1)));
+  gemmSplits.count++;
+}
+
+/**
+ * Runs the job written in the pool's job slots: wakes the workers, claims runs of the `total` units for this thread
+ * (`run(u0, u1)`) until none are left, and waits until every worker is done. Throws if a worker failed.
+ */
+function split(pool: Pool, total: number, run: (u0: number, u1: number) => void): void {
   const { control, threads } = pool;
   Atomics.store(control, NEXT, 0);
   Atomics.store(control, DONE, 0);
   Atomics.add(control, SEQ, 1);
   Atomics.notify(control, SEQ);
-  // This thread and each worker, once awake, claim runs of panels until none are left: a worker that wakes late, or
-  // shares its core with another thread for a while, claims fewer.
-  for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
-    computeColumns(module, job, jobFloats, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
+  let failed = false;
+  try {
+    for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) run(p, claimEnd(p, total, threads));
+  } finally {
+    // The workers finish their last runs about when this thread does: poll before sleeping (a sleeping thread's
+    // wake-up costs 0.1 to 0.4 ms on a VM). Wait for them even when this thread's share threw: they still work
+    // on the heap.
+    const pollUntil = performance.now() + SPIN_MS;
+    for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
+      if (performance.now() > pollUntil) Atomics.wait(control, DONE, done);
+    }
+    failed = Atomics.exchange(control, ERROR, 0) !== 0;
   }
-  // The workers finish their last runs about when this thread does: poll before sleeping (a sleeping thread's
-  // wake-up costs 0.1 to 0.4 ms on a VM).
-  const pollUntil = performance.now() + SPIN_MS;
-  for (let done = Atomics.load(control, DONE); done < threads - 1; done = Atomics.load(control, DONE)) {
-    if (performance.now() > pollUntil) Atomics.wait(control, DONE, done);
+  if (failed) throw new Error('wasm threads: a worker thread failed');
+}
+
+/**
+ * A computation split over the wasm backend's threads (Node, the threaded build, see `initBackend`'s `threads`): a
+ * WebAssembly module working in the backend's heap, and a function that computes units `u0 .. u1` of the work with
+ * that module's exports. Each worker instantiates the module on the shared heap and runs its own copy of `run`,
+ * made from its source, so `run` must be self-contained: a `function` that reads no outer name but the
+ * {@link WasmTask.helpers} (not a bundler's helper either), and keeps its state on the heap. It learns what to compute from its arguments on
+ * the heap, at byte offset `args`; `thread` (0 for the calling thread, 1 … for the workers) picks its share of any
+ * scratch. See {@link runWasmTask}.
+ *
+ * @example
+ * ```ts
+ * import type { WasmTask } from '@slmkit/core';
+ * // Doubles units u0 .. u1 of a float32 array whose byte offset and length are the two int32s at `args`.
+ * const double: WasmTask<Record<string, never>> = {
+ *   shared: 'AGFzbQEAAAA=', // a module's bytes (base64), its memory import shared: here the empty module
+ *   run: function double(_exports, memory, args, _thread, u0, u1) {
+ *     const [at] = new Int32Array(memory.buffer, args, 2);
+ *     const x = new Float32Array(memory.buffer, at);
+ *     for (let i = u0; i < u1; i++) x[i] *= 2;
+ *   },
+ * };
+ * ```
+ */
+export interface WasmTask<E> {
+  /** The module's bytes in base64, the variant importing a shared memory (`env.memory`, as the threaded heap is). */
+  shared: string;
+  /**
+   * Computes units `u0 .. u1` on the heap `memory` with the module's `exports`, from the arguments at byte offset
+   * `args`, as thread number `thread`.
+   */
+  run: (exports: E, memory: WebAssembly.Memory, args: number, thread: number, u0: number, u1: number) => void;
+  /** Functions `run` calls by name, each a self-contained `function` declaration, defined beside it in the workers. */
+  helpers?: readonly ((...args: never[]) => unknown)[];
+}
+
+/**
+ * The number of threads {@link runWasmTask} splits work over on the wasm backend's heap `memory`: the backend's
+ * thread count where slmkit's workers run on it (Node), else 1.
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { initBackend, wasmHeapMemory, wasmTaskThreads } from '@slmkit/core';
+ * await initBackend('wasm');
+ * const memory = wasmHeapMemory(tf.backend());
+ * console.log(memory == null ? 1 : wasmTaskThreads(memory)); // 1 unless started with threads
+ * ```
+ */
+export function wasmTaskThreads(memory: WebAssembly.Memory): number {
+  return pools.get(memory)?.threads ?? 1;
+}
+
+/**
+ * Runs `task` over `total` units on the wasm backend's heap `memory`: split over its threads (guided runs of units
+ * claimed from a shared counter) where it has workers ({@link wasmTaskThreads} > 1), else as one call on this
+ * thread; either way this thread takes part, with `exports`, its own instance of the task's module on `memory`.
+ * Returns when every unit is done. Tasks run one at a time, like the products that share these workers.
+ *
+ * @param args - byte offset of the task's arguments on the heap (written before the call).
+ * @throws Error when a worker failed (its units are then not done).
+ *
+ * @example
+ * ```ts
+ * import * as tf from '@tensorflow/tfjs-core';
+ * import { initBackend, runWasmTask, wasmHeapMemory, type WasmTask } from '@slmkit/core';
+ * const double: WasmTask<Record<string, never>> = {
+ *   shared: 'AGFzbQEAAAA=',
+ *   run: function double(_exports, memory, args, _thread, u0, u1) {
+ *     const [at] = new Int32Array(memory.buffer, args, 2);
+ *     const x = new Float32Array(memory.buffer, at);
+ *     for (let i = u0; i < u1; i++) x[i] *= 2;
+ *   },
+ * };
+ * await initBackend('wasm');
+ * const backend = tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(at: number): void } };
+ * const memory = wasmHeapMemory(tf.backend())!;
+ * const at = backend.wasm._malloc(4 * 1000 + 8);
+ * new Float32Array(memory.buffer, at, 1000).fill(1.5);
+ * new Int32Array(memory.buffer, at + 4000, 2).set([at, 1000]);
+ * runWasmTask(memory, double, {}, at + 4000, 1000);
+ * console.log(new Float32Array(memory.buffer, at, 1000)[999]); // 3
+ * backend.wasm._free(at);
+ * ```
+ */
+export function runWasmTask<E>(memory: WebAssembly.Memory, task: WasmTask<E>, exports: E, args: number, total: number): void {
+  const pool = pools.get(memory);
+  if (pool == null || total < 2 || claimEnd(0, total, pool.threads) >= total) {
+    if (total > 0) task.run(exports, memory, args, 0, 0, total);
+    return;
   }
-  gemmSplits.count++;
-  if (Atomics.exchange(control, ERROR, 0) !== 0) throw new Error('gemm: a worker thread failed');
+  let id = pool.taskIds.get(task as WasmTask<never>);
+  if (id == null) {
+    // Sent once: each worker instantiates the module and makes `run` from its source when a job first needs it.
+    id = pool.taskIds.size + 1;
+    const module = new WebAssembly.Module(wasmBytes(task.shared));
+    const source = `${(task.helpers ?? []).map((f) => f.toString()).join('\n')}\nreturn (${task.run.toString()});`;
+    for (const port of pool.ports) port.postMessage({ id, module, source });
+    pool.taskIds.set(task as WasmTask<never>, id);
+  }
+  pool.job.set([id, args, total, 0, 0, 0, pool.threads, TASK]);
+  split(pool, total, (u0, u1) => task.run(exports, memory, args, 0, u0, u1));
 }
 
 /** What {@link packedWeight} needs of the wasm backend. */
@@ -255,8 +381,8 @@ export function packedWeight(backend: unknown, memory: WebAssembly.Memory, b: { 
  * counted in the control block claim runs of panels until none are left, and count itself done.
  */
 const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { module, memory, control: buffer } = workerData;
+const { parentPort, receiveMessageOnPort, workerData } = require('node:worker_threads');
+const { module, memory, control: buffer, port, index } = workerData;
 const kernels = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const control = new Int32Array(buffer);
 const job = new Uint32Array(buffer, ${ARGS * 4}, ${JOB_SLOTS});
@@ -264,6 +390,17 @@ const jobFloats = new Float32Array(buffer, ${ARGS * 4}, ${JOB_SLOTS});
 ${claimPanels.toString()}
 ${claimEnd.toString()}
 ${computeColumns.toString()}
+// The tasks sent so far (WasmTask), by id: the module's instance here and the task's function.
+const tasks = new Map();
+function taskOf(id) {
+  for (let t = tasks.get(id); ; t = tasks.get(id)) {
+    if (t !== undefined) return t;
+    const sent = receiveMessageOnPort(port);
+    if (sent === undefined) throw new Error('task ' + id + ' was never sent');
+    const { id: got, module: m, source } = sent.message;
+    tasks.set(got, { exports: new WebAssembly.Instance(m, { env: { memory } }).exports, run: new Function(source)() });
+  }
+}
 parentPort.postMessage('ready');
 for (let seen = 0; ; ) {
   // Poll for the next job for a while (the next product of a forward is often right behind), then sleep.
@@ -271,12 +408,20 @@ for (let seen = 0; ; ) {
   while (Atomics.load(control, ${SEQ}) === seen && performance.now() < pollUntil);
   Atomics.wait(control, ${SEQ}, seen);
   seen = Atomics.load(control, ${SEQ});
-  const n = job[4];
   const threads = job[6];
-  const total = Math.ceil(n / 8);
   try {
-    for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
-      computeColumns(kernels, job, jobFloats, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
+    if (job[7] === ${TASK}) {
+      const task = taskOf(job[0]);
+      const [args, total] = [job[1], job[2]];
+      for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
+        task.run(task.exports, memory, args, index, p, claimEnd(p, total, threads));
+      }
+    } else {
+      const n = job[4];
+      const total = Math.ceil(n / 8);
+      for (let p = claimPanels(control, total, threads); p < total; p = claimPanels(control, total, threads)) {
+        computeColumns(kernels, job, jobFloats, 8 * p, Math.min(n, 8 * claimEnd(p, total, threads)));
+      }
     }
   } catch {
     Atomics.store(control, ${ERROR}, 1);
@@ -296,13 +441,16 @@ export async function startGemmWorkers(memory: WebAssembly.Memory, threads: numb
   if (gemmIn(memory) == null) return;
   // A specifier in a variable, so that browser bundlers leave this Node-only import alone.
   const workerThreads = 'node:worker_threads';
-  const { Worker } = (await import(/* @vite-ignore */ workerThreads)) as typeof import('node:worker_threads');
+  const { MessageChannel, Worker } = (await import(/* @vite-ignore */ workerThreads)) as typeof import('node:worker_threads');
   const module = new WebAssembly.Module(wasmBytes(GEMM_SHARED_WASM_BASE64));
   const control = new Int32Array(new SharedArrayBuffer((ARGS + JOB_SLOTS) * 4));
   // eval'd scripts are CommonJS unless the process says `--input-type=module`; no option is inherited here.
-  const workers = Array.from(
-    { length: threads - 1 },
-    (_, i) => new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control: control.buffer } }),
+  // A channel per worker for the tasks (WasmTask); this end never keeps the process alive.
+  const channels = Array.from({ length: threads - 1 }, () => new MessageChannel());
+  for (const { port1 } of channels) port1.unref();
+  const workers = channels.map(
+    ({ port2: port }, i) =>
+      new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { module, memory, control: control.buffer, port, index: i + 1 }, transferList: [port] }),
   );
   try {
     await Promise.all(
@@ -325,5 +473,12 @@ export async function startGemmWorkers(memory: WebAssembly.Memory, threads: numb
     throw e;
   }
   const job = new Uint32Array(control.buffer, ARGS * 4, JOB_SLOTS);
-  pools.set(memory, { control, job, jobFloats: new Float32Array(control.buffer, ARGS * 4, JOB_SLOTS), threads });
+  pools.set(memory, {
+    control,
+    ports: channels.map(({ port1 }) => port1),
+    taskIds: new Map(),
+    job,
+    jobFloats: new Float32Array(control.buffer, ARGS * 4, JOB_SLOTS),
+    threads,
+  });
 }

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, GatedMLP, initBackend, wasmHeapMemory } from '../src/index.js';
+import { ConfigError, GatedMLP, initBackend, runWasmTask, wasmHeapMemory, wasmTaskThreads, type WasmTask } from '../src/index.js';
 import { gemmSplits } from '../src/wasm-gemm.js';
 import { gatedProducts } from '../src/wasm-gated.js';
 
@@ -17,6 +17,13 @@ interface ThreadedModule {
 async function onBackend<T>(name: 'cpu' | 'wasm', f: () => T | Promise<T>): Promise<T> {
   await initBackend(name);
   return f();
+}
+
+/** A WasmTask's helper: 1 + `thread`, after some work (so that the worker wakes while units are left). */
+function mark(thread: number, u: number): number {
+  let x = u;
+  for (let i = 0; i < 20000; i++) x = (x * 1103515245 + 12345) | 0;
+  return x === 0.5 ? 0 : thread + 1; // x is never 0.5: the loop only keeps the work from being optimised away
 }
 
 describe('wasm backend threads (Node)', () => {
@@ -77,6 +84,41 @@ describe('wasm backend threads (Node)', () => {
     const err = await initBackend('wasm', { threads: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect(err).toMatchObject({ details: { field: 'threads', expected: 2, found: 1 } });
+  });
+
+  it('runs a WasmTask over both threads: every unit once, some on the worker; a failing worker is an error, then the pool works on', async () => {
+    await initBackend('wasm', { threads: 2 });
+    const memory = wasmHeapMemory(tf.backend())!;
+    expect(wasmTaskThreads(memory)).toBe(2);
+    // Each unit writes 1 + the thread that ran it (through a helper) after some work, so that the worker wakes in time.
+    const tag: WasmTask<Record<string, never>> = {
+      shared: 'AGFzbQEAAAA=', // the empty module
+      run: function tagUnits(_exports, heap, args, thread, u0, u1) {
+        const [at, failOn] = new Int32Array(heap.buffer, args, 2);
+        if (thread === failOn) throw new Error('this thread fails');
+        const out = new Int32Array(heap.buffer, at);
+        for (let u = u0; u < u1; u++) out[u] = mark(thread, u);
+      },
+      helpers: [mark],
+    };
+    const backend = tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(at: number): void } };
+    const units = 4000;
+    const at = backend.wasm._malloc(4 * units + 8);
+    const run = (failOn: number): Int32Array => {
+      new Int32Array(memory.buffer, at, units).fill(0);
+      new Int32Array(memory.buffer, at + 4 * units, 2).set([at, failOn]);
+      runWasmTask(memory, tag, {}, at + 4 * units, units);
+      return new Int32Array(memory.buffer, at, units).slice();
+    };
+    try {
+      const byThread = run(-1);
+      expect(byThread.every((t) => t === 1 || t === 2), 'every unit done by thread 0 or 1').toBe(true);
+      expect(byThread.some((t) => t === 2), 'the worker took part').toBe(true);
+      expect(() => run(1)).toThrow(/a worker thread failed/);
+      expect(run(-1).every((t) => t === 1 || t === 2), 'the pool works after a failure').toBe(true);
+    } finally {
+      backend.wasm._free(at);
+    }
   });
 
   it('rejects thread counts that are not whole numbers from 1 to 64, and threads on another backend', async () => {

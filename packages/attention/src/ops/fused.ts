@@ -10,7 +10,7 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel, wasmHeapMemory, type Implementation, type KernelRun } from '@slmkit/core';
+import { defineFusedOp, recomputeGradients, registerFusedKernel, runTypedKernel, wasmHeapMemory, wasmTaskThreads, type Implementation, type KernelRun } from '@slmkit/core';
 import { chunkedAttention } from './chunked.js';
 import { checkKernelInputs, type AttentionKernelOptions } from './common.js';
 import { naiveAttention } from './naive.js';
@@ -149,7 +149,7 @@ function forwardKernel({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0])
   const hasMask = keyMask.shape.length === 2;
   // On wasm the SIMD loops read q, k and v in place on the heap, with a scratch row there, freed after.
   const heap = wasmHeapMemory(backend);
-  const shapes = heap == null ? [[B, H, T, Dv]] : [[B, H, T, Dv], [simdScratchFloats(Dh, Dv, H / KV, T, S)]];
+  const shapes = heap == null ? [[B, H, T, Dv]] : [[B, H, T, Dv], [simdScratchFloats(Dh, Dv, H / KV, T, S, wasmTaskThreads(heap))]];
   const [out, scratch] = runTypedKernel(backend, hasMask ? [q, k, v, keyMask] : [q, k, v], shapes, ([qv, kv, vv, mask], [o, s]) => {
     const args = { ...a, B, H, KV, T, S, kvStride, Dh, Dv, q: qv, k: kv, v: vv, keyMask: hasMask ? mask : null };
     if (!fusedForwardSimd(args, o, heap == null ? null : { memory: heap, scratch: s })) fusedAttentionForward(args, o);

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { instantiateWasmIn } from '@slmkit/core';
+import { instantiateWasmIn, runWasmTask, wasmTaskThreads, type WasmTask } from '@slmkit/core';
 import { ATTENTION_TILED_SHARED_WASM_BASE64, ATTENTION_TILED_WASM_BASE64 } from './attention-tiled-wasm.js';
 import { ATTENTION_SHARED_WASM_BASE64, ATTENTION_WASM_BASE64 } from './attention-wasm.js';
 
@@ -33,6 +33,7 @@ let ownMemory: WebAssembly.Memory | undefined;
 let enabled = true;
 let lastInPlace = false;
 let lastTiled = false;
+let lastTiledThreads = 0;
 
 /** The module working in `memory`: the wasm backend's heap, or the memory of its own that `cpu` copies into. */
 const moduleIn = (memory: WebAssembly.Memory): AttentionExports | null =>
@@ -63,6 +64,11 @@ export function attentionSimdRanTiled(): boolean {
   return lastTiled;
 }
 
+/** The threads the last tiled forward was split over (1: the calling thread alone; tests). Internal. */
+export function attentionSimdTiledThreads(): number {
+  return lastTiledThreads;
+}
+
 /** Whether the SIMD path will run. */
 export function attentionSimdAvailable(): boolean {
   return enabled && moduleIn(own()) !== null;
@@ -86,16 +92,27 @@ const ROWS = 4;
 /** Floats of attention-tiled.wat's working area before the accumulator rows: scores, weights, per-row state. */
 const WORK_FLOATS = 528;
 
+/** Int32 slots of the tiled path's arguments on the heap (see {@link tiledUnits}). */
+const TILED_ARGS = 20;
+
+/**
+ * Floats of one thread's scratch on the tiled path: a head's keys packed, the working area and accumulator rows, a
+ * copy of a last partial block of query rows, the rows' key bounds, and alignment slack; a whole number of vectors.
+ */
+function tiledThreadFloats(Dhp: number, Dvp: number, S: number): number {
+  return (Math.ceil(S / 8) * 8 * Dhp + 4 + WORK_FLOATS + ROWS * Dvp + ROWS * Dhp + 3 * ROWS + 3) & ~3;
+}
+
 /**
  * Floats of scratch a forward needs for head dims `Dh` and `Dv`, `G` query heads per key/value head, `T` queries and
- * `S` keys: for the per-row path a tile of scores and of weights and an accumulator row per head of a group; and
- * where the tiled path may run (`T` ≥ 4: never for a decode step) a head's keys packed, its working area and
- * accumulator rows, a copy of a last partial block of query rows, and the rows' key bounds (plus alignment slack).
+ * `S` keys, on `threads` threads: for the per-row path a tile of scores and of weights and an accumulator row per
+ * head of a group; and where the tiled path may run (`T` ≥ 4: never for a decode step) its arguments, the query
+ * positions and each thread's scratch ({@link tiledThreadFloats}).
  */
-export function simdScratchFloats(Dh: number, Dv: number, G: number, T: number, S: number): number {
+export function simdScratchFloats(Dh: number, Dv: number, G: number, T: number, S: number, threads = 1): number {
   const [Dhp, Dvp] = [(Dh + 3) & ~3, (Dv + 3) & ~3];
   const perRow = 2 * TILE + G * Dvp;
-  const tiled = T < ROWS ? 0 : Math.ceil(S / 8) * 8 * Dhp + 4 + WORK_FLOATS + ROWS * Dvp + ROWS * Dhp + 3 * ROWS;
+  const tiled = T < ROWS ? 0 : TILED_ARGS + T + 4 + threads * tiledThreadFloats(Dhp, Dvp, S);
   return perRow + tiled;
 }
 
@@ -162,7 +179,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
     oK = oQ + B * H * T * Dhp;
     oV = oK + B * KV * S * Dhp;
     oS = oV + B * KV * S * Dvp;
-    const bytes = (oS + simdScratchFloats(Dh, Dv, G, T, S)) * 4;
+    const bytes = (oS + simdScratchFloats(Dh, Dv, G, T, S) + B * H * T * Dv) * 4; // and room for the output
     const have = memory.buffer.byteLength;
     if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
     mem = new Float32Array(memory.buffer); // after any growth: growing detaches earlier views
@@ -181,11 +198,17 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   let contiguous = keyMask === null;
   for (let s = 1; s < S && contiguous; s++) contiguous = kp[s] === kp[0] + s;
   const k0 = S > 0 ? kp[0] : 0;
-  // Several query rows and no soft cap: the tiled path, four rows of a head at a time.
-  const tiled = contiguous && softcap === 0 && T >= ROWS && Dvp % 8 === 0 ? tiledIn(memory) : null;
+  // Several query rows and no soft cap: the tiled path, four rows of a head at a time (its output on the heap when it
+  // reads the heap in place).
+  const outOnHeap = out.buffer === memory.buffer;
+  const tiled = contiguous && softcap === 0 && T >= ROWS && Dvp % 8 === 0 && (outOnHeap || !inPlace) ? tiledIn(memory) : null;
   lastTiled = tiled !== null;
   if (tiled !== null) {
-    tiledForward(a, tiled, mem, { oQ, oK, oV, kvBlock: inPlace ? a.kvStride : S, scratch: oAcc + G * Dvp, k0 }, out);
+    // The output where the threads can write it: in place on the heap, or after the scratch in the module's memory.
+    const oOut = outOnHeap ? out.byteOffset / 4 : oS + simdScratchFloats(Dh, Dv, G, T, S);
+    const threads = inPlace ? wasmTaskThreads(memory) : 1;
+    tiledForward(a, tiled, memory, { oQ, oK, oV, oOut, kvBlock: inPlace ? a.kvStride : S, scratch: oAcc + G * Dvp, k0, threads });
+    if (!outOnHeap) out.set(new Float32Array(memory.buffer, 4 * oOut, B * H * T * Dv));
     return true;
   }
   // Otherwise each key is tested and a hidden key inside a scored range gets p = 0.
@@ -204,7 +227,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
         // The row's chunks of at most TILE keys.
         let nChunks = 0;
         if (contiguous) {
-          const [prefixEnd, lo, hi] = keyRanges(a, qp, k0);
+          const [prefixEnd, lo, hi] = keyRanges(qp, k0, S, causal, w, prefix);
           for (let s0 = 0; s0 < prefixEnd; s0 += TILE) {
             chunks[nChunks++] = s0;
             chunks[nChunks++] = Math.min(TILE, prefixEnd - s0);
@@ -268,87 +291,121 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   return true;
 }
 
-/** Where {@link tiledForward} finds q, k and v (float offsets into `mem`) and its scratch, and the first key's position. */
+/** Where {@link tiledForward} finds q, k, v and the output (float offsets in the memory), its scratch, the first key's position, and the threads. */
 interface TiledPlace {
   oQ: number;
   oK: number;
   oV: number;
+  oOut: number;
   /** Positions per (batch, key/value head) block of k and v: `kvStride` read in place, `S` in a copy. */
   kvBlock: number;
   /** Float offset of the tiled path's scratch ({@link simdScratchFloats}'s second part). */
   scratch: number;
   k0: number;
+  /** Threads to split the work over ({@link wasmTaskThreads}), each with its scratch. */
+  threads: number;
 }
 
 /**
- * The tiled path (attention-tiled.wat) for keys at consecutive positions and no soft cap: per key/value head its keys
- * are packed once, then every block of four query rows of each of its heads runs in one call over the union of the
- * rows' key ranges, each row masked by its own; rows are normalised here.
+ * The tiled path (attention-tiled.wat) for keys at consecutive positions and no soft cap: its arguments written to
+ * the scratch, then {@link tiledUnits} over every block of four query rows of every head, split over the backend's
+ * threads where it has several.
  */
-function tiledForward(a: FusedForwardArgs, t: TiledExports, mem: Float32Array, place: TiledPlace, out: Float32Array): void {
-  const { B, H, KV, T, S, Dh, Dv, scale } = a;
-  const { oQ, oK, oV, k0 } = place;
+function tiledForward(a: FusedForwardArgs, t: TiledExports, memory: WebAssembly.Memory, place: TiledPlace): void {
+  const { B, H, KV, T, S, Dh, Dv, scale, causal, slidingWindow, prefixLength } = a;
+  const [Dhp, Dvp] = [(Dh + 3) & ~3, (Dv + 3) & ~3];
+  const argsAt = place.scratch;
+  const positionsAt = argsAt + TILED_ARGS;
+  const threadsAt = (positionsAt + T + 3) & ~3;
+  const args = new Int32Array(memory.buffer, 4 * argsAt, TILED_ARGS);
+  args.set([place.oQ, place.oK, place.oV, place.oOut, H, KV, T, S, Dhp, Dvp, Dv, place.kvBlock, threadsAt]);
+  args.set([tiledThreadFloats(Dhp, Dvp, S), causal ? 1 : 0, slidingWindow, prefixLength, place.k0], 13);
+  new Float32Array(memory.buffer, 4 * argsAt, TILED_ARGS)[18] = scale;
+  new Int32Array(memory.buffer, 4 * positionsAt, T).set(a.queryPositions);
+  lastTiledThreads = place.threads;
+  runWasmTask(memory, TILED_TASK, t, 4 * argsAt, B * H * Math.ceil(T / ROWS));
+}
+
+/**
+ * Units `u0 .. u1` of the tiled path, each four query rows of one head (`u = (b · H + h) · ⌈T / 4⌉ + block`), as
+ * thread `thread`, from the arguments at byte offset `args`: int32 slots oQ, oK, oV, oOut (float offsets of q, k, v
+ * and the output), H, KV, T, S, Dhp, Dvp, Dv, kvBlock, the threads' scratch and each one's floats, causal, window,
+ * prefix, the first key's position, then the float32 scale; the T query positions follow. Per block it finds each
+ * row's keys, runs the module's `flash` over their union, and writes the rows normalised. A head's keys are packed
+ * into the thread's scratch when its run of units moves to them. Self-contained (a {@link WasmTask}'s `run`).
+ */
+function tiledUnits(t: TiledExports, memory: WebAssembly.Memory, args: number, thread: number, u0: number, u1: number): void {
+  const i32 = new Int32Array(memory.buffer);
+  const mem = new Float32Array(memory.buffer);
+  const at = args >> 2;
+  const [oQ, oK, oV, oOut, H, KV, T, S, Dhp, Dvp, Dv, kvBlock, threadsAt, threadFloats, causal, w, prefix, k0] = i32.subarray(at, at + 18);
+  const scale = mem[at + 18];
+  const positions = at + 20;
   const G = H / KV;
-  const Dhp = (Dh + 3) & ~3;
-  const Dvp = (Dv + 3) & ~3;
-  // Scratch: packed keys, the working area (from a 16-byte boundary: its per-row state holds float64 sums), the
-  // copy of a last partial block of query rows, the rows' bounds.
-  const oKp = place.scratch;
+  const blocks = Math.ceil(T / 4);
+  // This thread's scratch: packed keys, the working area (from a 16-byte boundary: its per-row state holds float64
+  // sums), the accumulator rows, the copy of a last partial block of query rows, the rows' bounds.
+  const oKp = threadsAt + thread * threadFloats;
   const oWork = (oKp + Math.ceil(S / 8) * 8 * Dhp + 3) & ~3;
-  const oAcc = oWork + WORK_FLOATS;
-  const oTail = oAcc + ROWS * Dvp;
-  const oBounds = oTail + ROWS * Dhp;
-  const bounds = new Int32Array(mem.buffer, 4 * oBounds, 3 * ROWS); // per row: prefix end, window start, window end
-  const state = new Float64Array(mem.buffer, 4 * (oWork + 512), 2 * ROWS); // per row: (max, alpha), sum
-  for (let b = 0; b < B; b++) {
-    for (let kvh = 0; kvh < KV; kvh++) {
-      const kvRow = (b * KV + kvh) * place.kvBlock;
+  const oAcc = oWork + 528;
+  const oTail = oAcc + 4 * Dvp;
+  const oBounds = oTail + 4 * Dhp;
+  const state = new Float64Array(memory.buffer, 4 * (oWork + 512), 8); // per row: (max, alpha), sum
+  let packed = -1;
+  for (let u = u0; u < u1; u++) {
+    const head = Math.floor(u / blocks); // b · H + h
+    const t0 = 4 * (u - head * blocks);
+    const kv = Math.floor(head / H) * KV + Math.floor((head % H) / G); // b · KV + the head's key/value head
+    const kvRow = kv * kvBlock;
+    if (kv !== packed) {
       t.pack_kt(4 * (oK + kvRow * Dhp), 4 * oKp, S, Dhp);
-      for (let g = 0; g < G; g++) {
-        const head = b * H + kvh * G + g;
-        for (let t0 = 0; t0 < T; t0 += ROWS) {
-          const rows = Math.min(ROWS, T - t0);
-          let qAt = oQ + (head * T + t0) * Dhp;
-          if (rows < ROWS) {
-            // The last block's missing rows: zeros, seeing no key.
-            mem.fill(0, oTail, oTail + ROWS * Dhp);
-            mem.copyWithin(oTail, qAt, qAt + rows * Dhp);
-            qAt = oTail;
-          }
-          let prefixMax = 0;
-          let loMin = S;
-          let hiMax = 0;
-          for (let r = 0; r < ROWS; r++) {
-            const [pe, lo, hi] = r < rows ? keyRanges(a, a.queryPositions[t0 + r], k0) : [0, 0, 0]; // a missing row sees none
-            prefixMax = Math.max(prefixMax, pe);
-            if (hi > lo) [loMin, hiMax] = [Math.min(loMin, lo), Math.max(hiMax, hi)];
-            bounds.set([pe, lo, hi], 3 * r);
-          }
-          // The union of the rows' keys: the prefix's, then the window's from a panel boundary; one range when the
-          // two would share a panel.
-          let [lo1, hi1] = [0, prefixMax];
-          let [lo2, hi2] = hiMax > loMin ? [loMin & ~7, hiMax] : [0, 0];
-          if (hi1 > 0 && hi2 > lo2 && lo2 < ((hi1 + 7) & ~7)) [lo1, hi1, lo2, hi2] = [0, Math.max(hi1, hi2), 0, 0];
-          t.flash(4 * qAt, 4 * Dhp, 4 * oKp, 4 * (oV + kvRow * Dvp), S, Dhp, Dvp, scale, 4 * oBounds, lo1, hi1, lo2, hi2, 4 * oWork);
-          for (let r = 0; r < rows; r++) writeRow(out, (head * T + t0 + r) * Dv, mem, oAcc + r * Dvp, state[2 * r + 1], Dv);
-        }
-      }
+      packed = kv;
     }
+    const rows = Math.min(4, T - t0);
+    let qAt = oQ + (head * T + t0) * Dhp;
+    if (rows < 4) {
+      // The last block's missing rows: zeros, seeing no key.
+      mem.fill(0, oTail, oTail + 4 * Dhp);
+      mem.copyWithin(oTail, qAt, qAt + rows * Dhp);
+      qAt = oTail;
+    }
+    let prefixMax = 0;
+    let loMin = S;
+    let hiMax = 0;
+    for (let r = 0; r < 4; r++) {
+      const [pe, lo, hi] = r < rows ? keyRanges(i32[positions + t0 + r], k0, S, causal === 1, w, prefix) : [0, 0, 0]; // a missing row sees none
+      prefixMax = Math.max(prefixMax, pe);
+      if (hi > lo) [loMin, hiMax] = [Math.min(loMin, lo), Math.max(hiMax, hi)];
+      i32.set([pe, lo, hi], oBounds + 3 * r);
+    }
+    // The union of the rows' keys: the prefix's, then the window's from a panel boundary; one range when the two
+    // would share a panel.
+    let [lo1, hi1] = [0, prefixMax];
+    let [lo2, hi2] = hiMax > loMin ? [loMin & ~7, hiMax] : [0, 0];
+    if (hi1 > 0 && hi2 > lo2 && lo2 < ((hi1 + 7) & ~7)) [lo1, hi1, lo2, hi2] = [0, Math.max(hi1, hi2), 0, 0];
+    t.flash(4 * qAt, 4 * Dhp, 4 * oKp, 4 * (oV + kvRow * Dvp), S, Dhp, Dvp, scale, 4 * oBounds, lo1, hi1, lo2, hi2, 4 * oWork);
+    for (let r = 0; r < rows; r++) writeRow(mem, oOut + (head * T + t0 + r) * Dv, mem, oAcc + r * Dvp, state[2 * r + 1], Dv);
   }
 }
 
+/** The tiled path as a task for the backend's threads. */
+const TILED_TASK: WasmTask<TiledExports> = { shared: ATTENTION_TILED_SHARED_WASM_BASE64, run: tiledUnits, helpers: [keyRanges, writeRow] };
+
 /**
- * The keys a query at position `qp` sees when the keys sit at consecutive positions from `k0`, as index ranges: the
- * prefix's `[0, prefixEnd)` (the keys before the window that the prefix keeps) and the causal window's `[lo, hi)`.
+ * The keys a query at position `qp` sees when the `S` keys sit at consecutive positions from `k0`, under the rules
+ * (`w` −1 for no window), as index ranges: the prefix's `[0, prefixEnd)` (the keys before the window that the prefix
+ * keeps) and the causal window's `[lo, hi)`. Self-contained (a helper of {@link TILED_TASK}).
  */
-function keyRanges(a: FusedForwardArgs, qp: number, k0: number): [prefixEnd: number, lo: number, hi: number] {
-  const { S, causal, slidingWindow: w, prefixLength: prefix } = a;
+function keyRanges(qp: number, k0: number, S: number, causal: boolean, w: number, prefix: number): [prefixEnd: number, lo: number, hi: number] {
   const hi = causal ? Math.max(0, Math.min(S, qp - k0 + 1)) : S;
   const lo = w >= 0 ? Math.min(hi, Math.max(0, qp - w + 1 - k0)) : 0;
   return [Math.min(lo, Math.max(0, prefix - k0)), lo, hi];
 }
 
-/** out[oAt ..] = the accumulator row at `accAt` over its softmax sum; zeros for a row that saw no key (sum 0), as the naive kernel gives. */
+/**
+ * out[oAt ..] = the accumulator row at `accAt` over its softmax sum; zeros for a row that saw no key (sum 0), as the
+ * naive kernel gives. Self-contained (a helper of {@link TILED_TASK}).
+ */
 function writeRow(out: Float32Array, oAt: number, mem: Float32Array, accAt: number, sum: number, Dv: number): void {
   const inv = sum > 0 ? 1 / sum : 0;
   for (let i = 0; i < Dv; i++) out[oAt + i] = mem[accAt + i] * inv;
