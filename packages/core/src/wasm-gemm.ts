@@ -226,18 +226,18 @@ function split(pool: Pool, total: number, run: (u0: number, u1: number) => void)
  * WebAssembly module working in the backend's heap, and a function that computes units `u0 .. u1` of the work with
  * that module's exports. Each worker instantiates the module on the shared heap and runs its own copy of `run`,
  * made from its source, so `run` must be self-contained: a `function` that reads no outer name but the
- * {@link WasmTask.helpers} (not a bundler's helper either), and keeps its state on the heap. It learns what to compute from its arguments on
- * the heap, at byte offset `args`; `thread` (0 for the calling thread, 1 … for the workers) picks its share of any
- * scratch. See {@link runWasmTask}.
+ * {@link WasmTask.helpers} (not a bundler's helper either), and keeps its state on the heap. It learns what to
+ * compute from its arguments on the heap, at byte offset `args`; `thread` (0 for the calling thread, 1 … for the
+ * workers) picks its share of any scratch. See {@link runWasmTask}.
  *
  * @example
  * ```ts
  * import type { WasmTask } from '@slmkit/core';
- * // Doubles units u0 .. u1 of a float32 array whose byte offset and length are the two int32s at `args`.
+ * // Doubles units u0 .. u1 of a float32 array whose byte offset is the int32 at `args`.
  * const double: WasmTask<Record<string, never>> = {
  *   shared: 'AGFzbQEAAAA=', // a module's bytes (base64), its memory import shared: here the empty module
  *   run: function double(_exports, memory, args, _thread, u0, u1) {
- *     const [at] = new Int32Array(memory.buffer, args, 2);
+ *     const [at] = new Int32Array(memory.buffer, args, 1);
  *     const x = new Float32Array(memory.buffer, at);
  *     for (let i = u0; i < u1; i++) x[i] *= 2;
  *   },
@@ -289,7 +289,7 @@ export function wasmTaskThreads(memory: WebAssembly.Memory): number {
  * const double: WasmTask<Record<string, never>> = {
  *   shared: 'AGFzbQEAAAA=',
  *   run: function double(_exports, memory, args, _thread, u0, u1) {
- *     const [at] = new Int32Array(memory.buffer, args, 2);
+ *     const [at] = new Int32Array(memory.buffer, args, 1);
  *     const x = new Float32Array(memory.buffer, at);
  *     for (let i = u0; i < u1; i++) x[i] *= 2;
  *   },
@@ -297,9 +297,9 @@ export function wasmTaskThreads(memory: WebAssembly.Memory): number {
  * await initBackend('wasm');
  * const backend = tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(at: number): void } };
  * const memory = wasmHeapMemory(tf.backend())!;
- * const at = backend.wasm._malloc(4 * 1000 + 8);
+ * const at = backend.wasm._malloc(4 * 1000 + 4);
  * new Float32Array(memory.buffer, at, 1000).fill(1.5);
- * new Int32Array(memory.buffer, at + 4000, 2).set([at, 1000]);
+ * new Int32Array(memory.buffer, at + 4000, 1)[0] = at; // the task's argument: where the array is
  * runWasmTask(memory, double, {}, at + 4000, 1000);
  * console.log(new Float32Array(memory.buffer, at, 1000)[999]); // 3
  * backend.wasm._free(at);
