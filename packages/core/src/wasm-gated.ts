@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { gemm, gemmScratchFloats, packedWeight } from './wasm-gemm.js';
-import { gemmMemory } from './wasm-matmul.js';
+import { gemmMemory, type WasmBackendLike } from './wasm-matmul.js';
 
 /** The kernel name of the gated product (wasm only). */
 export const GATED_PRODUCT_KERNEL = 'SlmkitGatedProduct';
@@ -26,13 +26,6 @@ const ALPHA_BETA: Record<GatedActivation, [number, number]> = {
 
 /** Gated products the kernel has run so far (tests check the fused path ran). Internal. */
 export const gatedProducts = { count: 0 };
-
-/** What the kernel needs of the wasm backend. */
-interface WasmBackendLike {
-  disposeData(dataId: object): boolean;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
-}
 
 /** Whether the gated-product kernel runs on the current backend now (wasm, with slmkit's GEMM taking products). */
 export function gatedProductRuns(): boolean {

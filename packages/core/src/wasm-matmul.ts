@@ -30,8 +30,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { gemm, gemmAvailable, gemmScratchFloats, packB, packedFloats, packedWeight } from './wasm-gemm.js';
 import { wasmHeapMemory } from './wasm.js';
 
-/** What this file needs of the wasm backend. */
-interface WasmBackendLike {
+/** What this file (and the gated-product kernel, wasm-gated.ts) needs of the wasm backend. Internal. */
+export interface WasmBackendLike {
   disposeData(dataId: object): boolean;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array;

@@ -32,7 +32,7 @@ interface TiledExports {
 let ownMemory: WebAssembly.Memory | undefined;
 let enabled = true;
 let lastInPlace = false;
-let lastTiled = false;
+/** The threads the last forward's tiled path was split over; 0 when it took the per-row path. */
 let lastTiledThreads = 0;
 
 /** The module working in `memory`: the wasm backend's heap, or the memory of its own that `cpu` copies into. */
@@ -61,7 +61,7 @@ export function attentionSimdRanInPlace(): boolean {
 
 /** Whether the last SIMD forward took the tiled path (tests). Internal. */
 export function attentionSimdRanTiled(): boolean {
-  return lastTiled;
+  return lastTiledThreads > 0;
 }
 
 /** The threads the last tiled forward was split over (1: the calling thread alone; tests). Internal. */
@@ -202,7 +202,7 @@ export function fusedForwardSimd(a: FusedForwardArgs, out: Float32Array, heap: H
   // reads the heap in place).
   const outOnHeap = out.buffer === memory.buffer;
   const tiled = contiguous && softcap === 0 && T >= ROWS && Dvp % 8 === 0 && (outOnHeap || !inPlace) ? tiledIn(memory) : null;
-  lastTiled = tiled !== null;
+  lastTiledThreads = 0; // tiledForward sets it
   if (tiled !== null) {
     // The output where the threads can write it: in place on the heap, or after the scratch in the module's memory.
     const oOut = outOnHeap ? out.byteOffset / 4 : oS + simdScratchFloats(Dh, Dv, G, T, S);
